@@ -1,1 +1,52 @@
-//! placeholder, replaced by the crate's owner
+//! retcd's multi-version key-value store: etcd's `mvcc` package.
+//!
+//! Every change to the key space gets a revision, and every revision stays
+//! readable until it is compacted away. The store has two halves:
+//! - the **index** ([`index`], [`key_index`]): in memory, key to the
+//!   revisions that key was written at, grouped into generations (a delete
+//!   ends one); it answers which keys a range covers at a revision, counts,
+//!   versions and create/mod revisions;
+//! - the **backend** ([`backend`]): a redb file of rows keyed by revision,
+//!   holding the encoded `mvccpb::KeyValue`s; the index is rebuilt from it at
+//!   open.
+//!
+//! Reads go through [`Store::range`] (any thread, any time, committed state
+//! only). Writes go through one [`WriteBatch`] at a time: the apply loop
+//! applies a run of raft entries to a batch, records the last entry's index
+//! with [`WriteBatch::set_consistent_index`], takes the watch events, and
+//! commits, durably or not. Because the raft log is the durability point, a
+//! non-durable commit that a crash loses is simply applied again: raft
+//! replays from [`Store::consistent_index`].
+//!
+//! Compaction ([`WriteBatch::compact`]) makes old revisions unreadable at
+//! once and removes their rows in the background ([`compactor`]), in chunks
+//! that interleave with writes.
+//!
+//! Behaviour follows etcd 3.5 (revisions, counts, sort and limit rules, txn
+//! compares, error texts); module docs note where and why retcd differs.
+
+mod backend;
+mod compactor;
+mod error;
+mod hash;
+mod index;
+mod key_index;
+mod lock;
+mod range;
+mod revision;
+mod store;
+mod txn;
+mod write;
+
+#[cfg(test)]
+mod model_test;
+#[cfg(test)]
+mod script_test;
+#[cfg(test)]
+mod testutil;
+
+pub use error::{Error, Result};
+pub use revision::Revision;
+pub use store::Store;
+pub use txn::{check_txn_duplicates, is_txn_read_only};
+pub use write::WriteBatch;

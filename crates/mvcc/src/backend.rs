@@ -1,0 +1,272 @@
+//! The durable half of the store: a redb file.
+//!
+//! Tables:
+//! - `kv`: [`RevKey`] (revision + tombstone flag) to an encoded
+//!   `mvccpb::KeyValue`. Tombstone rows hold a `KeyValue` with only the key
+//!   set. Rows are written once and removed only by compaction.
+//! - `meta`: the store's own counters (`consistent_index`, `consistent_term`,
+//!   `scheduled_compact_rev`, `finished_compact_rev`).
+//! - `server_meta`: opaque byte pairs the server keeps beside the data
+//!   (membership, leases, auth), committed atomically with it.
+//!
+//! Durability: a write batch commits with `Durability::None` (visible to
+//! readers at once, lost on a crash) or `Durability::Immediate` (fsync). redb
+//! persists commits in order, so whatever survives a crash is a prefix of the
+//! commits, and `consistent_index` in the same prefix tells raft where to
+//! replay from.
+//!
+//! Physical compaction ([`Backend::compact_chunk`]) removes rows in bounded
+//! chunks, each its own short write transaction, and records
+//! `finished_compact_rev` in the last one; a compaction scheduled but not
+//! finished is resumed at open.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use retcd_api::mvccpb::KeyValue;
+
+use crate::error::{Error, Result};
+use crate::revision::{RevKey, Revision, encode_key, first_key_of};
+
+/// Revision-keyed rows of key-value pairs and tombstones.
+const KV: TableDefinition<&'static RevKey, &'static [u8]> = TableDefinition::new("kv");
+/// The store's own counters.
+const META: TableDefinition<&'static str, u64> = TableDefinition::new("meta");
+/// Byte pairs owned by the server.
+const SERVER_META: TableDefinition<&'static [u8], &'static [u8]> =
+    TableDefinition::new("server_meta");
+
+/// Meta key: raft index of the last applied entry.
+const CONSISTENT_INDEX: &str = "consistent_index";
+/// Meta key: raft term of the last applied entry.
+const CONSISTENT_TERM: &str = "consistent_term";
+/// Meta key: the latest compaction revision requested.
+const SCHEDULED_COMPACT: &str = "scheduled_compact_rev";
+/// Meta key: the latest compaction revision whose rows are all removed.
+const FINISHED_COMPACT: &str = "finished_compact_rev";
+
+/// The store's counters as last committed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Raft index of the last applied entry.
+    pub consistent_index: u64,
+    /// Raft term of the last applied entry.
+    pub consistent_term: u64,
+    /// The latest compaction revision requested (0: none).
+    pub scheduled_compact: i64,
+    /// The latest compaction revision whose rows are all removed (0: none).
+    pub finished_compact: i64,
+}
+
+/// Everything one write batch commits at once.
+pub(crate) struct Commit<'a> {
+    /// New rows, in revision order.
+    pub rows: &'a [(RevKey, Vec<u8>)],
+    /// New `(consistent_index, consistent_term)`, if any entry was applied.
+    pub consistent: Option<(u64, u64)>,
+    /// A newly scheduled compaction revision.
+    pub scheduled_compact: Option<i64>,
+    /// Server metadata to store.
+    pub server_meta: &'a [(Vec<u8>, Vec<u8>)],
+    /// Whether to fsync before returning.
+    pub durable: bool,
+}
+
+/// The redb database behind a store.
+pub(crate) struct Backend {
+    /// The open database.
+    db: Database,
+    /// Where its file lives, for size reports.
+    path: PathBuf,
+}
+
+impl Backend {
+    /// Opens (or creates) the database at `path` and makes sure every table
+    /// exists.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(KV)?;
+        txn.open_table(META)?;
+        txn.open_table(SERVER_META)?;
+        txn.commit()?;
+        Ok(Backend {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reads the store's counters.
+    pub fn meta(&self) -> Result<Meta> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let get = |k: &str| -> Result<u64> { Ok(table.get(k)?.map_or(0, |v| v.value())) };
+        Ok(Meta {
+            consistent_index: get(CONSISTENT_INDEX)?,
+            consistent_term: get(CONSISTENT_TERM)?,
+            scheduled_compact: get(SCHEDULED_COMPACT)? as i64,
+            finished_compact: get(FINISHED_COMPACT)? as i64,
+        })
+    }
+
+    /// Reads one server metadata value.
+    pub fn server_meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVER_META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// A consistent read-only view of the rows as of now.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let txn = self.db.begin_read()?;
+        Ok(Snapshot {
+            rows: txn.open_table(KV)?,
+        })
+    }
+
+    /// Writes one batch's rows and counters in a single redb transaction.
+    pub fn commit(&self, c: Commit<'_>) -> Result<()> {
+        let txn = self.begin_write(c.durable)?;
+        {
+            let mut kv = txn.open_table(KV)?;
+            for (key, value) in c.rows {
+                kv.insert(key, value.as_slice())?;
+            }
+        }
+        if c.consistent.is_some() || c.scheduled_compact.is_some() {
+            let mut meta = txn.open_table(META)?;
+            if let Some((index, term)) = c.consistent {
+                meta.insert(CONSISTENT_INDEX, index)?;
+                meta.insert(CONSISTENT_TERM, term)?;
+            }
+            if let Some(rev) = c.scheduled_compact {
+                meta.insert(SCHEDULED_COMPACT, rev as u64)?;
+            }
+        }
+        if !c.server_meta.is_empty() {
+            let mut table = txn.open_table(SERVER_META)?;
+            for (key, value) in c.server_meta {
+                table.insert(key.as_slice(), value.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes, in one write transaction, the rows among the next `max_rows`
+    /// rows from `from` (at or below main revision `target`) that `keep`
+    /// rejects. Returns where the next chunk starts, or None when the whole
+    /// range is done, in which case `target` is recorded as finished.
+    pub fn compact_chunk(
+        &self,
+        from: &RevKey,
+        target: i64,
+        max_rows: usize,
+        mut keep: impl FnMut(&RevKey, &[u8]) -> Result<bool>,
+    ) -> Result<Option<RevKey>> {
+        let txn = self.begin_write(false)?;
+        let end = first_key_of(target + 1);
+        let mut next = None;
+        {
+            let mut kv = txn.open_table(KV)?;
+            let mut garbage = Vec::new();
+            for (scanned, item) in kv.range::<&RevKey>(from..&end)?.enumerate() {
+                let (key, value) = item?;
+                if scanned == max_rows {
+                    next = Some(*key.value());
+                    break;
+                }
+                if !keep(key.value(), value.value())? {
+                    garbage.push(*key.value());
+                }
+            }
+            for key in &garbage {
+                kv.remove(key)?;
+            }
+        }
+        if next.is_none() {
+            txn.open_table(META)?
+                .insert(FINISHED_COMPACT, target as u64)?;
+        }
+        txn.commit()?;
+        Ok(next)
+    }
+
+    /// Makes every earlier commit durable.
+    pub fn sync(&self) -> Result<()> {
+        self.begin_write(true)?.commit()?;
+        Ok(())
+    }
+
+    /// Size of the database file in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Bytes of the file in allocated pages. Takes a write transaction, so the
+    /// caller must hold the store's writer lock.
+    pub fn size_in_use_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+
+    /// Starts a write transaction with the given durability.
+    fn begin_write(&self, durable: bool) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        Ok(txn)
+    }
+}
+
+/// A read-only view of the rows, fixed when it was taken.
+pub(crate) struct Snapshot {
+    /// The `kv` table as of the snapshot.
+    rows: ReadOnlyTable<&'static RevKey, &'static [u8]>,
+}
+
+impl Snapshot {
+    /// The key-value pair a put at `rev` wrote; an error if the row is gone,
+    /// since the index said it must be there.
+    pub fn load(&self, rev: Revision) -> Result<KeyValue> {
+        match self.rows.get(&encode_key(rev, false))? {
+            Some(row) => Ok(KeyValue::decode(row.value())?),
+            None => Err(Error::Corrupted(format!("no row for revision {rev}"))),
+        }
+    }
+
+    /// Calls `f` with every row at or below main revision `upto`, in revision
+    /// order.
+    pub fn scan(&self, upto: i64, mut f: impl FnMut(&RevKey, &[u8]) -> Result<()>) -> Result<()> {
+        let end = first_key_of(upto.saturating_add(1));
+        for item in self.rows.range::<&RevKey>(..&end)? {
+            let (key, value) = item?;
+            f(key.value(), value.value())?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a row that rebuilding the index and compaction need; prost
+/// skips the value and lease without copying them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RowHead {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// Main revision that created the key's generation.
+    #[prost(int64, tag = "2")]
+    pub create_revision: i64,
+    /// The key's version at this row.
+    #[prost(int64, tag = "4")]
+    pub version: i64,
+}

@@ -1,0 +1,353 @@
+//! The store: the key index and the backend, tied together.
+//!
+//! Readers and the one writer share a [`Shared`]:
+//! - the index behind a `RwLock`, held only while walking it, never across
+//!   backend reads;
+//! - the published revisions as atomics: `current_rev` moves only after the
+//!   backend commit that made its rows visible, `compact_rev` only under the
+//!   index write lock together with the index compaction it describes.
+//!
+//! A read takes, in this order: `current_rev`, a backend snapshot, then the
+//! index lock and `compact_rev`. That order is what makes it consistent:
+//! rows at or below `current_rev` were committed before the snapshot; rows a
+//! compaction removes are removed only after the index stopped naming them,
+//! and a compaction newer than the `compact_rev` the read saw starts its
+//! removal after the snapshot was taken.
+//!
+//! Revisions above `current_rev` may already be in the index (the write
+//! batch in progress put them there), but no read asks for them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use retcd_api::etcdserverpb::request_op::Request;
+use retcd_api::etcdserverpb::response_op::Response;
+use retcd_api::etcdserverpb::{
+    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+
+use crate::backend::{Backend, RowHead, Snapshot};
+use crate::compactor::{self, Compaction};
+use crate::error::{Error, Result};
+use crate::hash::Crc32c;
+use crate::index::Index;
+use crate::lock::WriterLock;
+use crate::range;
+use crate::revision::decode_key;
+use crate::txn::{compare_holds, compare_span};
+use crate::write::WriteBatch;
+
+/// How long a measured in-use size is reused before measuring again.
+const IN_USE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// State shared by the store, its write batches and its compactor thread.
+pub(crate) struct Shared {
+    /// The redb database.
+    pub backend: Backend,
+    /// Every key's revision history.
+    pub index: RwLock<Index>,
+    /// The newest revision readers may see.
+    pub current_rev: AtomicI64,
+    /// The compaction revision in force; changes only under the index write lock.
+    pub compact_rev: AtomicI64,
+    /// Raft index of the last applied entry committed to the backend.
+    pub consistent_index: AtomicU64,
+    /// Raft term of that entry.
+    pub consistent_term: AtomicU64,
+    /// Serializes backend writers.
+    pub writer: WriterLock,
+    /// The physical compaction schedule.
+    pub compaction: Compaction,
+    /// The last in-use size measured, and when.
+    in_use: Mutex<Option<(Instant, u64)>>,
+}
+
+/// A multi-version key-value store over a redb file: etcd's mvcc package.
+pub struct Store {
+    /// State shared with write batches and the compactor.
+    pub(crate) shared: Arc<Shared>,
+    /// The compactor thread, joined on drop.
+    compactor: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens or creates the backend at `path`, rebuilds the key index from it
+    /// and resumes an unfinished compaction.
+    pub fn open(path: &Path) -> Result<Store> {
+        let backend = Backend::open(path)?;
+        let meta = backend.meta()?;
+        let mut index = Index::default();
+        let mut last_main = 1;
+        backend.snapshot()?.scan(i64::MAX, |key, row| {
+            let (rev, tombstone) = decode_key(key);
+            let head = RowHead::decode(row)?;
+            index.restore_row(&head.key, rev, tombstone, head.create_revision, head.version);
+            last_main = rev.main;
+            Ok(())
+        })?;
+        // A compaction at the newest revision may have removed every row of it.
+        let current = last_main.max(meta.scheduled_compact);
+        if meta.scheduled_compact > 0 {
+            index.compact(meta.scheduled_compact);
+        }
+        tracing::info!(
+            revision = current,
+            compact_revision = meta.scheduled_compact,
+            consistent_index = meta.consistent_index,
+            keys = index.len(),
+            "opened mvcc store"
+        );
+        let shared = Arc::new(Shared {
+            backend,
+            index: RwLock::new(index),
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(meta.scheduled_compact),
+            consistent_index: AtomicU64::new(meta.consistent_index),
+            consistent_term: AtomicU64::new(meta.consistent_term),
+            writer: WriterLock::default(),
+            compaction: Compaction::new(meta.scheduled_compact, meta.finished_compact),
+            in_use: Mutex::new(None),
+        });
+        let worker = shared.clone();
+        let compactor = std::thread::Builder::new()
+            .name("mvcc-compactor".into())
+            .spawn(move || compactor::run(worker))
+            .map_err(|e| Error::Corrupted(format!("cannot start the compactor thread: {e}")))?;
+        Ok(Store {
+            shared,
+            compactor: Some(compactor),
+        })
+    }
+
+    /// The newest committed revision (1 on an empty store).
+    pub fn current_revision(&self) -> i64 {
+        self.shared.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The last scheduled compaction revision (0 if none).
+    pub fn compact_revision(&self) -> i64 {
+        self.shared.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// Raft index of the last applied entry committed (durably or not).
+    pub fn consistent_index(&self) -> u64 {
+        self.shared.consistent_index.load(Ordering::Acquire)
+    }
+
+    /// Raft term of the entry at [`consistent_index`](Self::consistent_index).
+    pub fn consistent_term(&self) -> u64 {
+        self.shared.consistent_term.load(Ordering::Acquire)
+    }
+
+    /// Answers a range from committed state; the header carries the revision
+    /// the read was served at (the current one, as etcd reports it).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let reader = self.reader()?;
+        reader.range(req)
+    }
+
+    /// Runs a txn that holds no put or delete (see
+    /// [`is_txn_read_only`](crate::is_txn_read_only)) against committed state;
+    /// a write in the chosen branch is refused with `Error::TxnNotReadOnly`.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        let reader = self.reader()?;
+        let mut resp = reader.txn(req)?;
+        resp.header = Some(header(reader.current));
+        Ok(resp)
+    }
+
+    /// Starts the one write batch; waits while another batch or a compaction
+    /// chunk holds the writer lock.
+    pub fn write(&self) -> Result<WriteBatch<'_>> {
+        let writer = self.shared.writer.acquire();
+        let snapshot = self.shared.backend.snapshot()?;
+        Ok(WriteBatch::new(&self.shared, writer, snapshot))
+    }
+
+    /// Blocks until the rows compaction `rev` made unreachable are removed.
+    pub fn wait_compaction_done(&self, rev: i64) {
+        self.shared.compaction.wait_done(rev);
+    }
+
+    /// A CRC-32C over every row at or below `rev` (0: current) that a read at
+    /// or above the compaction revision can reach, so members with the same
+    /// history agree however far their physical compaction got. Returns the
+    /// hash, the compaction revision and the hashed revision.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let current = self.current_revision();
+        let snapshot = self.shared.backend.snapshot()?;
+        let (compact, kept) = {
+            let index = self.shared.index.read();
+            let compact = self.shared.compact_rev.load(Ordering::Acquire);
+            (compact, index.revisions_upto(compact))
+        };
+        let rev = if rev <= 0 { current } else { rev };
+        if rev > current {
+            return Err(Error::FutureRevision);
+        }
+        if rev < compact {
+            return Err(Error::Compacted);
+        }
+        let mut crc = Crc32c::new();
+        crc.update(b"kv");
+        snapshot.scan(rev, |key, row| {
+            let (r, _) = decode_key(key);
+            if r.main > compact || kept.contains(&r) {
+                crc.update(key);
+                crc.update(row);
+            }
+            Ok(())
+        })?;
+        Ok((crc.finish(), compact, rev))
+    }
+
+    /// Size of the backend file in bytes.
+    pub fn db_size_bytes(&self) -> u64 {
+        self.shared.backend.size_bytes()
+    }
+
+    /// Bytes of the backend file in use (allocated pages). Measured at most
+    /// once per second, and never while a writer holds the backend: then the
+    /// last measurement (or the file size) stands in.
+    pub fn db_size_in_use_bytes(&self) -> u64 {
+        let mut cache = self.shared.in_use.lock();
+        if let Some((at, bytes)) = *cache {
+            if at.elapsed() < IN_USE_CACHE_TTL {
+                return bytes;
+            }
+        }
+        let Some(_writer) = self.shared.writer.try_acquire() else {
+            return cache.map_or_else(|| self.db_size_bytes(), |(_, b)| b);
+        };
+        match self.shared.backend.size_in_use_bytes() {
+            Ok(bytes) => {
+                *cache = Some((Instant::now(), bytes));
+                bytes
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure backend usage");
+                self.db_size_bytes()
+            }
+        }
+    }
+
+    /// Reads a server metadata value as last committed.
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.shared.backend.server_meta_get(key)
+    }
+
+    /// A read view of committed state (see the module docs for the order).
+    fn reader(&self) -> Result<Reader> {
+        let current = self.current_revision();
+        let snapshot = self.shared.backend.snapshot()?;
+        Ok(Reader {
+            shared: self.shared.clone(),
+            current,
+            snapshot,
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shared.compaction.stop();
+        if let Some(t) = self.compactor.take() {
+            let _ = t.join();
+        }
+        // Make non-durable commits durable on a clean shutdown.
+        if let Err(e) = self.shared.backend.sync() {
+            tracing::error!(error = %e, "cannot sync the mvcc backend on close");
+        }
+    }
+}
+
+/// A response header carrying only a revision.
+pub(crate) fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}
+
+/// Committed state as of one moment: what [`Store::range`] and
+/// [`Store::txn_read_only`] read.
+struct Reader {
+    /// The store's shared state.
+    shared: Arc<Shared>,
+    /// The revision the view was taken at.
+    current: i64,
+    /// The rows as of (at least) `current`.
+    snapshot: Snapshot,
+}
+
+impl Reader {
+    /// Serves one range request at this view.
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        if req.key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if req.revision > self.current {
+            return Err(Error::FutureRevision);
+        }
+        let at = if req.revision > 0 {
+            req.revision
+        } else {
+            self.current
+        };
+        let plan = {
+            let index = self.shared.index.read();
+            if at < self.shared.compact_rev.load(Ordering::Acquire) {
+                return Err(Error::Compacted);
+            }
+            range::plan(&index, req, at)
+        };
+        let (kvs, more) = range::finish(req, plan.states, |rev| self.snapshot.load(rev))?;
+        Ok(RangeResponse {
+            header: Some(header(self.current)),
+            kvs,
+            more,
+            count: plan.count,
+        })
+    }
+
+    /// Runs a read-only txn at this view; nested txns get an empty header,
+    /// as in etcd.
+    fn txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        let mut succeeded = true;
+        for c in &req.compare {
+            let states = self.shared.index.read().states(compare_span(c), self.current);
+            let load = |rev| self.snapshot.load(rev);
+            if !compare_holds(c, &states, load)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match &op.request {
+                Some(Request::RequestRange(r)) => Some(Response::ResponseRange(self.range(r)?)),
+                Some(Request::RequestTxn(t)) => {
+                    let mut nested = self.txn(t)?;
+                    nested.header = Some(ResponseHeader::default());
+                    Some(Response::ResponseTxn(nested))
+                }
+                Some(Request::RequestPut(_) | Request::RequestDeleteRange(_)) => {
+                    return Err(Error::TxnNotReadOnly);
+                }
+                None => None,
+            };
+            responses.push(ResponseOp { response });
+        }
+        Ok(TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! Tests of the raft-engine storage: bootstrap, append/overwrite, compaction,
+//! snapshot install, conf-state history, each across a reopen.
+
+use raft::Storage as _;
+use raft::eraftpb::ConfState;
+
+use super::*;
+
+struct FixedData;
+
+impl SnapshotSource for FixedData {
+    fn snapshot_data(&self) -> Vec<u8> {
+        b"backend".to_vec()
+    }
+}
+
+fn open(dir: &Path, voters: &[u64]) -> LogStorage {
+    LogStorage::open(dir, voters, Arc::new(FixedData)).unwrap()
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        data: format!("e{index}t{term}").into_bytes().into(),
+        ..Default::default()
+    }
+}
+
+/// Appends entries `range` with `term` and commits them.
+fn append(s: &mut LogStorage, range: std::ops::RangeInclusive<u64>, term: u64) {
+    let entries: Vec<Entry> = range.map(|i| entry(i, term)).collect();
+    let mut batch = LogBatch::default();
+    s.stage_entries(&mut batch, &entries).unwrap();
+    let mut hs = s.hard_state().clone();
+    hs.term = hs.term.max(term);
+    hs.commit = entries.last().unwrap().index;
+    s.set_hard_state(hs);
+    s.stage_hard_state(&mut batch).unwrap();
+    s.write(&mut batch, true).unwrap();
+}
+
+fn fetch(s: &LogStorage, low: u64, high: u64) -> raft::Result<Vec<Entry>> {
+    s.entries(low, high, None, GetEntriesContext::empty(false))
+}
+
+fn learner_conf(voters: &[u64], learners: &[u64]) -> ConfState {
+    ConfState {
+        voters: voters.to_vec(),
+        learners: learners.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn bootstrap_writes_snapshot_point_one_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    for voters in [&[1, 2, 3][..], &[][..]] {
+        let s = open(dir.path(), voters);
+        let state = s.initial_state().unwrap();
+        assert_eq!(state.hard_state.commit, 1);
+        assert_eq!(state.hard_state.term, 1);
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(s.first_index().unwrap(), 2);
+        assert_eq!(s.last_index().unwrap(), 1);
+        assert_eq!(s.term(1).unwrap(), 1);
+        assert_eq!(fetch(&s, 2, 2).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn fresh_log_needs_voters() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = LogStorage::open(dir.path(), &[], Arc::new(FixedData))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[test]
+fn appended_entries_read_back_and_conflicting_suffix_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), &[1]);
+        append(&mut s, 2..=10, 1);
+        assert_eq!(fetch(&s, 2, 11).unwrap().len(), 9);
+        assert_eq!(s.term(10).unwrap(), 1);
+        // A new leader overwrites 6.. with its own term (commit stays at 5).
+        let mut batch = LogBatch::default();
+        s.stage_entries(&mut batch, &[entry(6, 2), entry(7, 2)])
+            .unwrap();
+        let mut hs = s.hard_state().clone();
+        hs.commit = 5;
+        s.set_hard_state(hs);
+        s.stage_hard_state(&mut batch).unwrap();
+        s.write(&mut batch, true).unwrap();
+        assert_eq!(s.last_index().unwrap(), 7);
+        assert_eq!((s.term(5).unwrap(), s.term(6).unwrap()), (1, 2));
+        assert!(matches!(
+            s.term(8),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+    }
+    let s = open(dir.path(), &[]);
+    assert_eq!(s.last_index().unwrap(), 7);
+    assert_eq!((s.term(5).unwrap(), s.term(7).unwrap()), (1, 2));
+    let entries = fetch(&s, 2, 8).unwrap();
+    assert_eq!(entries.last().unwrap(), &entry(7, 2));
+    assert_eq!(entries.len(), 6);
+}
+
+#[test]
+fn max_size_limits_fetch_but_returns_at_least_one_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1]);
+    append(&mut s, 2..=10, 1);
+    assert_eq!(
+        s.entries(2, 11, 1, GetEntriesContext::empty(false))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn compaction_moves_snapshot_point_and_keeps_a_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), &[1]);
+        append(&mut s, 2..=100, 3);
+        assert!(s.compact(50, 10).unwrap());
+        assert!(!s.compact(50, 10).unwrap(), "not past the current point");
+        assert_eq!(s.snapshot_point().index, 50);
+        assert_eq!(s.snapshot_point().term, 3);
+        assert_eq!(s.first_index().unwrap(), 41);
+        assert_eq!(s.term(40).unwrap(), 3);
+        assert!(matches!(
+            fetch(&s, 40, 42),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(fetch(&s, 41, 101).unwrap().len(), 60);
+        assert!(s.compact(101, 10).is_err(), "beyond the log");
+    }
+    let s = open(dir.path(), &[]);
+    assert_eq!(
+        (s.first_index().unwrap(), s.last_index().unwrap()),
+        (41, 100)
+    );
+    assert_eq!(s.snapshot_point().index, 50);
+    let snap = s.snapshot(50, 2).unwrap();
+    assert_eq!(snap.get_metadata().index, 50);
+    assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
+    assert_eq!(&snap.data[..], b"backend");
+    assert!(matches!(
+        s.snapshot(51, 2),
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable
+        ))
+    ));
+}
+
+#[test]
+fn received_snapshot_replaces_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), &[1, 2]);
+        append(&mut s, 2..=10, 1);
+        s.record_conf_state(8, learner_conf(&[1, 2], &[3])).unwrap();
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 200;
+        snap.mut_metadata().term = 4;
+        snap.mut_metadata()
+            .set_conf_state(learner_conf(&[1, 2, 3], &[]));
+        let mut batch = LogBatch::default();
+        s.stage_snapshot(&mut batch, &snap).unwrap();
+        s.stage_hard_state(&mut batch).unwrap();
+        s.write(&mut batch, true).unwrap();
+        assert_eq!(
+            (s.first_index().unwrap(), s.last_index().unwrap()),
+            (201, 200)
+        );
+        assert_eq!(s.term(200).unwrap(), 4);
+        assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
+        append(&mut s, 201..=205, 4);
+    }
+    let s = open(dir.path(), &[]);
+    assert_eq!(
+        (s.first_index().unwrap(), s.last_index().unwrap()),
+        (201, 205)
+    );
+    assert_eq!(s.hard_state().commit, 205);
+    assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
+    assert_eq!(fetch(&s, 201, 206).unwrap().len(), 5);
+}
+
+#[test]
+fn conf_history_rewinds_to_applied_and_folds_into_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_learner = learner_conf(&[1], &[2]);
+    let promoted = learner_conf(&[1, 2], &[]);
+    {
+        let mut s = open(dir.path(), &[1]);
+        append(&mut s, 2..=20, 2);
+        s.record_conf_state(5, with_learner.clone()).unwrap();
+        s.record_conf_state(9, promoted.clone()).unwrap();
+        assert_eq!(s.conf_state(), &promoted);
+    }
+    {
+        // The backend only had index 7: the change at 9 is redelivered later.
+        let mut s = open(dir.path(), &[]);
+        assert_eq!(s.conf_state(), &promoted);
+        s.rewind_conf_history(7).unwrap();
+        assert_eq!(s.initial_state().unwrap().conf_state, with_learner);
+    }
+    let mut s = open(dir.path(), &[]);
+    assert_eq!(s.conf_state(), &with_learner);
+    s.record_conf_state(9, promoted.clone()).unwrap();
+    assert!(s.compact(7, 0).unwrap());
+    assert_eq!(s.snapshot_point().get_conf_state(), &with_learner);
+    assert_eq!(s.conf_state(), &promoted, "change above the point kept");
+    assert!(s.compact(12, 0).unwrap());
+    assert_eq!(s.snapshot_point().get_conf_state(), &promoted);
+    drop(s);
+    let s = open(dir.path(), &[]);
+    assert_eq!(s.conf_state(), &promoted);
+    assert_eq!(s.first_index().unwrap(), 13);
+}
+
+#[test]
+fn term_runs_follow_appends_and_overwrites() {
+    let mut runs = TermRuns::default();
+    runs.append(&[entry(5, 1), entry(6, 1), entry(7, 2)]);
+    assert_eq!(
+        (runs.term(4), runs.term(6), runs.term(7), runs.term(8)),
+        (None, Some(1), Some(2), None)
+    );
+    runs.append(&[entry(7, 3), entry(8, 3)]);
+    assert_eq!(
+        (runs.term(6), runs.term(7), runs.term(8)),
+        (Some(1), Some(3), Some(3))
+    );
+    runs.forget_below(7);
+    assert_eq!((runs.term(6), runs.term(7)), (None, Some(3)));
+    runs.append(&[entry(20, 4)]);
+    assert_eq!(
+        (runs.term(8), runs.term(20)),
+        (None, Some(4)),
+        "a gap starts over"
+    );
+}

@@ -1,0 +1,182 @@
+//! The apply thread: executes committed raft entries against the MVCC store,
+//! strictly in log order, and wakes the proposers waiting for them.
+//!
+//! Entries arrive in batches; one redb write transaction covers everything
+//! that is queued when the thread wakes (bounded by `MAX_BATCH_ENTRIES`).
+//! Commits are non-durable (no fsync: the raft log already holds the entries)
+//! except every `DURABLE_INTERVAL` or `DURABLE_ENTRIES`, and after an idle
+//! interval, when one durable commit makes the backend catch up. Only then is
+//! raft told it may compact its log up to that index.
+//!
+//! Invariants:
+//! - An entry at or below the store's `consistent_index` was applied before a
+//!   restart and is skipped: replay is idempotent.
+//! - Proposers are woken only after the batch is committed, so a reader that
+//!   follows the response sees its effects.
+//! - A non-deterministic failure (disk) stops the member; it is never turned
+//!   into a per-request error that would make replicas diverge.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use prost::Message as _;
+use retcd_api::etcdserverpb::{InternalRaftRequest, internal_raft_request::Request};
+use retcd_mvcc::{Store, WriteBatch};
+use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::server::{Applied, ApplyResult, Waiters};
+
+/// Most entries applied in one backend transaction.
+const MAX_BATCH_ENTRIES: usize = 4096;
+/// Longest time between durable backend commits while writes flow.
+const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
+/// Most entries between durable backend commits.
+const DURABLE_ENTRIES: u64 = 10_000;
+
+/// Everything the apply thread owns.
+pub struct Applier {
+    /// The MVCC store entries are applied to.
+    pub store: Arc<Store>,
+    /// The raft loop, for conf changes and log-compaction reports.
+    pub raft: RaftHandle,
+    /// Proposers to wake.
+    pub waiters: Arc<Waiters>,
+    /// Publishes the applied raft index.
+    pub applied: watch::Sender<u64>,
+    /// Runtime to drive raft's async calls from this thread.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Applier {
+    /// Runs the apply loop on its own thread until raft's channel closes.
+    pub fn spawn(self, entries: Receiver<Apply>) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || {
+                if let Err(e) = self.run(entries) {
+                    tracing::error!(error = %e, "apply failed; stopping the member");
+                    std::process::exit(1);
+                }
+            })
+            .expect("spawning the apply thread")
+    }
+
+    /// The loop: wait for entries, apply a batch, commit, wake proposers.
+    fn run(self, entries: Receiver<Apply>) -> anyhow::Result<()> {
+        let mut last_durable = Instant::now();
+        let mut since_durable: u64 = 0;
+        loop {
+            let first = match entries.recv_timeout(DURABLE_INTERVAL) {
+                Ok(apply) => Some(apply),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = self.store.write()?;
+            let mut results = Vec::new();
+            let mut applied = 0usize;
+            if let Some(first) = first {
+                applied += self.apply(&mut batch, first, &mut results)?;
+                while applied < MAX_BATCH_ENTRIES {
+                    match entries.try_recv() {
+                        Ok(more) => applied += self.apply(&mut batch, more, &mut results)?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            since_durable += applied as u64;
+            let durable = since_durable > 0
+                && (last_durable.elapsed() >= DURABLE_INTERVAL || since_durable >= DURABLE_ENTRIES);
+            // The watch hub (a later issue) consumes these; until then they are dropped.
+            drop(batch.take_events());
+            if applied == 0 && !durable {
+                continue;
+            }
+            batch.commit(durable)?;
+            let index = self.store.consistent_index();
+            if durable {
+                last_durable = Instant::now();
+                since_durable = 0;
+                self.raft.report_durable_applied(index);
+            }
+            metrics::PROPOSALS_APPLIED.set(index as i64);
+            self.applied.send_replace(index);
+            self.waiters.fire(results);
+        }
+        let mut batch = self.store.write()?;
+        drop(batch.take_events());
+        batch.commit(true)?;
+        self.raft.report_durable_applied(self.store.consistent_index());
+        Ok(())
+    }
+
+    /// Applies one delivery from raft; returns how many entries it held.
+    fn apply(
+        &self,
+        batch: &mut WriteBatch<'_>,
+        apply: Apply,
+        results: &mut Vec<(u64, ApplyResult)>,
+    ) -> anyhow::Result<usize> {
+        match apply {
+            Apply::Entries(entries) => {
+                let n = entries.len();
+                for entry in entries {
+                    self.apply_entry(batch, &entry, results)?;
+                }
+                Ok(n)
+            }
+            Apply::Snapshot(snapshot) => anyhow::bail!(
+                "received a raft snapshot at index {}; a single-member cluster never sends one and \
+                 installing snapshots arrives with multi-member clusters",
+                snapshot.get_metadata().get_index()
+            ),
+        }
+    }
+
+    /// Applies one committed entry unless the store already has it.
+    fn apply_entry(
+        &self,
+        batch: &mut WriteBatch<'_>,
+        entry: &Entry,
+        results: &mut Vec<(u64, ApplyResult)>,
+    ) -> anyhow::Result<()> {
+        if entry.index <= self.store.consistent_index() {
+            return Ok(());
+        }
+        match entry.get_entry_type() {
+            EntryType::EntryNormal if !entry.data.is_empty() => {
+                let request = InternalRaftRequest::decode(entry.data.as_ref())?;
+                if let Some(req) = request.request {
+                    let result = execute(batch, req);
+                    if let Err(e) = &result {
+                        if !e.is_deterministic() {
+                            anyhow::bail!("applying entry {}: {e}", entry.index);
+                        }
+                    }
+                    results.push((request.id, result));
+                }
+            }
+            EntryType::EntryNormal => {}
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                let cc = retcd_raft::decode_conf_change(entry)?;
+                self.runtime.block_on(self.raft.apply_conf_change(cc))?;
+            }
+        }
+        batch.set_consistent_index(entry.index, entry.term);
+        Ok(())
+    }
+}
+
+/// Executes one client request inside the batch.
+fn execute(batch: &mut WriteBatch<'_>, request: Request) -> ApplyResult {
+    // Leases arrive with their own issue; until then no lease exists.
+    let no_lease = |_id: i64| false;
+    match request {
+        Request::Put(req) => batch.put(&req, &no_lease).map(Applied::Put),
+        Request::DeleteRange(req) => batch.delete_range(&req).map(Applied::DeleteRange),
+        Request::Txn(req) => batch.txn(&req, &no_lease).map(Applied::Txn),
+        Request::Compaction(req) => batch.compact(req.revision).map(Applied::Compaction),
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP/JSON gateway and the plain HTTP endpoints of the client port.
+//!
+//! `POST /v3/<service>/<method>` (also under `/v3beta` and `/v3alpha`) takes
+//! the request message as proto3 JSON and answers with the response message,
+//! written as etcd's grpc-gateway writes it: proto field names, 64-bit
+//! integers as strings, bytes as base64, default values left out. Requests go
+//! through the same service code as gRPC, so validation and errors are shared.
+//! Errors come back as `{"error": text, "code": grpc code, "message": text}`
+//! with the HTTP status grpc-gateway assigns to that code; a body that is not
+//! valid JSON, or bytes that are not valid base64, get 400 and code 3.
+//!
+//! `GET /health`, `/version` and `/metrics` are served beside them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use retcd_api::etcdserverpb::kv_server::Kv;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Code, Status};
+
+use crate::api::kv::KvService;
+use crate::config::{ETCD_CLUSTER_VERSION, ETCD_VERSION, GRPC_OVERHEAD_BYTES};
+use crate::error::http_status;
+use crate::metrics;
+use crate::server::EtcdServer;
+
+/// Path prefixes the gateway answers under.
+const PREFIXES: &[&str] = &["/v3", "/v3beta", "/v3alpha"];
+
+/// Headers etcd's gateway puts on every JSON answer (it allows any origin).
+const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CONTENT_TYPE, "application/json"),
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (header::ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS, PUT, DELETE"),
+    (header::ACCESS_CONTROL_ALLOW_HEADERS, "accept, content-type, authorization"),
+];
+
+/// What the gateway handlers share.
+#[derive(Clone)]
+struct Gateway {
+    /// The KV service, called as gRPC would.
+    kv: KvService,
+    /// The server core, for health and metrics.
+    server: Arc<EtcdServer>,
+}
+
+/// Builds the HTTP router of the client port (without the gRPC services).
+pub fn router(server: Arc<EtcdServer>) -> Router {
+    let body_limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let state = Gateway {
+        kv: KvService {
+            server: server.clone(),
+        },
+        server,
+    };
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics_text));
+    for prefix in PREFIXES {
+        router = router
+            .route(&format!("{prefix}/kv/range"), post(kv_range))
+            .route(&format!("{prefix}/kv/put"), post(kv_put))
+            .route(&format!("{prefix}/kv/deleterange"), post(kv_delete_range))
+            .route(&format!("{prefix}/kv/txn"), post(kv_txn))
+            .route(&format!("{prefix}/kv/compaction"), post(kv_compaction));
+    }
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Decodes a JSON request, runs the call, and encodes its answer or error.
+async fn unary<Req, Resp, F, Fut>(body: Bytes, call: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        Req::default()
+    } else {
+        match serde_json::from_slice::<Req>(&body) {
+            Ok(req) => req,
+            Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
+        }
+    };
+    match call(request).await {
+        Ok(resp) => json_response(StatusCode::OK, &resp.into_inner()),
+        Err(status) => error_response(status.code(), status.message()),
+    }
+}
+
+/// A JSON body with `status`.
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, GATEWAY_HEADERS, bytes).into_response(),
+        Err(e) => error_response(Code::Internal, &e.to_string()),
+    }
+}
+
+/// grpc-gateway's error body for a gRPC status (fields in etcd's order).
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    /// The error text.
+    error: &'a str,
+    /// The error text again, as grpc-gateway writes it.
+    message: &'a str,
+    /// The gRPC code as a number.
+    code: i32,
+}
+
+/// An error answer for `code` with `message`.
+fn error_response(code: Code, message: &str) -> Response {
+    let status = StatusCode::from_u16(http_status(code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(
+        status,
+        &ErrorBody {
+            error: message,
+            message,
+            code: code as i32,
+        },
+    )
+}
+
+/// POST /v3/kv/range.
+async fn kv_range(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |req| async move { g.kv.range(tonic::Request::new(req)).await }).await
+}
+
+/// POST /v3/kv/put.
+async fn kv_put(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |req| async move { g.kv.put(tonic::Request::new(req)).await }).await
+}
+
+/// POST /v3/kv/deleterange.
+async fn kv_delete_range(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |req| async move { g.kv.delete_range(tonic::Request::new(req)).await }).await
+}
+
+/// POST /v3/kv/txn.
+async fn kv_txn(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |req| async move { g.kv.txn(tonic::Request::new(req)).await }).await
+}
+
+/// POST /v3/kv/compaction.
+async fn kv_compaction(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |req| async move { g.kv.compact(tonic::Request::new(req)).await }).await
+}
+
+/// GET /health: healthy while the member knows a leader.
+async fn health(State(g): State<Gateway>) -> Response {
+    let healthy = g.server.raft.status().leader_id != 0;
+    let body = serde_json::json!({
+        "health": if healthy { "true" } else { "false" },
+        "reason": if healthy { "" } else { "RAFT NO LEADER" },
+    });
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(status, &body)
+}
+
+/// GET /version: the etcd versions this server speaks.
+async fn version() -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION }),
+    )
+}
+
+/// GET /metrics: Prometheus text.
+async fn metrics_text(State(g): State<Gateway>) -> Response {
+    let store = &g.server.store;
+    metrics::DB_TOTAL_SIZE.set(store.db_size_bytes() as i64);
+    metrics::DB_TOTAL_SIZE_IN_USE.set(store.db_size_in_use_bytes() as i64);
+    metrics::CURRENT_REVISION.set(store.current_revision());
+    metrics::COMPACT_REVISION.set(store.compact_revision());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}

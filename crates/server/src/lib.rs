@@ -1,0 +1,25 @@
+//! retcd's etcd server.
+//!
+//! A member is four parts wired together at start:
+//! - the MVCC store (`retcd-mvcc`), the state machine, on redb;
+//! - the raft loop (`retcd-raft`), which orders and persists proposals;
+//! - the apply thread (`apply`), which executes committed entries on the store
+//!   and wakes the proposers (`server`);
+//! - the client port (`serve`): etcd's gRPC services and the HTTP/JSON gateway
+//!   multiplexed on one listener.
+//!
+//! Data layout under `--data-dir`, as etcd's: `member/wal` holds the raft log,
+//! `member/snap/db` the backend.
+
+pub mod api;
+pub mod apply;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod ids;
+pub mod metrics;
+pub mod serve;
+pub mod server;
+
+pub use config::{Config, Flags};
+pub use serve::run;

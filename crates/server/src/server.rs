@@ -1,0 +1,200 @@
+//! The etcd server core: what every API service calls.
+//!
+//! A write becomes an `InternalRaftRequest` stamped with a unique id; the
+//! proposer registers a waiter under that id, hands the bytes to raft, and
+//! sleeps until the apply thread has executed the entry and committed its
+//! effects to the backend, which then wakes the waiter with the result. A
+//! linearizable read asks raft for a read index and waits until the apply
+//! thread has reached it; a serializable read goes straight to the store.
+//!
+//! Invariants:
+//! - A waiter is removed exactly once: by the applier (result delivered), or by
+//!   the proposer when it gives up (timeout, proposal dropped).
+//! - Replayed entries after a restart have no waiters; their results are dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prost::Message;
+use retcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, ResponseHeader,
+    TxnResponse, internal_raft_request::Request,
+};
+use retcd_mvcc::Store;
+use retcd_raft::RaftHandle;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ids::RequestIdGenerator;
+
+/// How long a proposer waits for its entry to be applied (etcd: 5 s plus two election timeouts).
+pub fn request_timeout(cfg: &Config) -> Duration {
+    Duration::from_secs(5) + 2 * cfg.election_timeout
+}
+
+/// The result of applying one request.
+#[derive(Debug)]
+pub enum Applied {
+    /// A put's response.
+    Put(PutResponse),
+    /// A delete's response.
+    DeleteRange(DeleteRangeResponse),
+    /// A txn's response.
+    Txn(TxnResponse),
+    /// A compaction's response.
+    Compaction(CompactionResponse),
+}
+
+/// What the applier hands a waiting proposer.
+pub type ApplyResult = std::result::Result<Applied, retcd_mvcc::Error>;
+
+/// Proposers waiting for their entries to be applied, by request id.
+#[derive(Debug, Default)]
+pub struct Waiters {
+    /// Pending waiters.
+    pending: Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>,
+}
+
+impl Waiters {
+    /// Registers a waiter for `id`.
+    fn register(&self, id: u64) -> oneshot::Receiver<ApplyResult> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id, tx);
+        rx
+    }
+
+    /// Forgets the waiter for `id`, if still there.
+    fn cancel(&self, id: u64) {
+        self.pending.lock().remove(&id);
+    }
+
+    /// Delivers results; ids nobody waits for are ignored.
+    pub fn fire(&self, results: Vec<(u64, ApplyResult)>) {
+        if results.is_empty() {
+            return;
+        }
+        let mut senders = Vec::with_capacity(results.len());
+        {
+            let mut pending = self.pending.lock();
+            for (id, result) in results {
+                if let Some(tx) = pending.remove(&id) {
+                    senders.push((tx, result));
+                }
+            }
+        }
+        for (tx, result) in senders {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// Shared state of a running member.
+pub struct EtcdServer {
+    /// The configuration it runs with.
+    pub cfg: Config,
+    /// This member's id.
+    pub member_id: u64,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The MVCC store.
+    pub store: Arc<Store>,
+    /// Handle to the raft loop.
+    pub raft: RaftHandle,
+    /// Proposers waiting for apply results.
+    pub waiters: Arc<Waiters>,
+    /// Request id source.
+    ids: RequestIdGenerator,
+    /// Raft index the applier has reached.
+    applied: watch::Receiver<u64>,
+}
+
+impl EtcdServer {
+    /// Assembles the server core.
+    pub fn new(
+        cfg: Config,
+        member_id: u64,
+        cluster_id: u64,
+        store: Arc<Store>,
+        raft: RaftHandle,
+        waiters: Arc<Waiters>,
+        applied: watch::Receiver<u64>,
+    ) -> EtcdServer {
+        EtcdServer {
+            cfg,
+            member_id,
+            cluster_id,
+            store,
+            raft,
+            waiters,
+            ids: RequestIdGenerator::new(member_id),
+            applied,
+        }
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// Completes a header the store started (it knows only the revision).
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map_or_else(|| self.store.current_revision(), |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+
+    /// Replicates `request` through raft and returns its apply result.
+    pub async fn propose(&self, request: Request) -> Result<Applied> {
+        let id = self.ids.next();
+        let data = InternalRaftRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let rx = self.waiters.register(id);
+        if let Err(e) = self.raft.propose(data).await {
+            self.waiters.cancel(id);
+            return Err(e.into());
+        }
+        match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+            Ok(Ok(result)) => result.map_err(Error::from),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.cancel(id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call.
+    pub async fn linearizable_read_barrier(&self) -> Result<()> {
+        let index = self.raft.read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    /// Waits until the applier has reached raft index `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<()> {
+        let mut applied = self.applied.clone();
+        let wait = applied.wait_for(|&a| a >= index);
+        match tokio::time::timeout(request_timeout(&self.cfg), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The raft index the applier has reached.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+}

@@ -1,0 +1,49 @@
+//! Compaction through `etcdctl compact`: success, compacting the same or an
+//! older revision again, future revisions, `--physical`, and reads at, below
+//! and above the compacted revision, tombstones included.
+
+use retcd_tests::{run_differential, step};
+
+#[test]
+fn compaction_matches_reference() {
+    let steps = [
+        "put k 1",   // 2
+        "put k 2",   // 3
+        "put j 1",   // 4
+        "del j",     // 5
+        "put k 3",   // 6
+        "compact 3",
+        "compact 3",
+        "compact 2",
+        "compact 100",
+        "compact 7",
+        "get k --rev=3",
+        "get k --rev=2",
+        "get k --rev=2 -w json",
+        "get j --rev=4",
+        "compact 4 --physical",
+        "get j --rev=4 -w json",
+        "get j --rev=3",
+        "compact 5",
+        "get j --rev=5",
+        "get j --rev=4",
+        "compact 6 --physical",
+        "compact 6",
+        "get k -w json",
+        "get k --rev=6",
+        "get k --rev=5",
+        "put k 4",
+        "get k --rev=7 -w fields",
+        "compact 0",
+    ]
+    .map(step);
+    let t = run_differential(&steps);
+    assert_eq!(t.stdout(5), "compacted revision 3\n");
+    assert!(t.output(6).stderr.contains("required revision has been compacted"));
+    assert!(t.output(7).stderr.contains("required revision has been compacted"));
+    assert!(t.output(8).stderr.contains("required revision is a future revision"));
+    assert!(t.output(9).stderr.contains("required revision is a future revision"));
+    assert_eq!(t.stdout(10), "k\n2\n");
+    assert!(t.output(11).stderr.contains("required revision has been compacted"));
+    assert_eq!(t.stdout(14), "compacted revision 4\n");
+}
