@@ -27,12 +27,18 @@ pub struct Step {
 impl Step {
     /// Parses a command line with shell-like quoting (`put '' x`).
     pub fn new(command_line: &str) -> Step {
-        Step { args: split_words(command_line), stdin: None }
+        Step {
+            args: split_words(command_line),
+            stdin: None,
+        }
     }
 
     /// A step from already split arguments.
     pub fn from_args(args: &[&str]) -> Step {
-        Step { args: args.iter().map(|s| s.to_string()).collect(), stdin: None }
+        Step {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            stdin: None,
+        }
     }
 
     /// The same step with `stdin` piped in.
@@ -129,7 +135,10 @@ pub fn compare_on(reference: &Server, ours: &Server, steps: &[Step]) -> Transcri
         }
         entries.push((step.clone(), want));
     }
-    assert!(mismatches.is_empty(), "ours differs from the reference:\n{mismatches}");
+    assert!(
+        mismatches.is_empty(),
+        "ours differs from the reference:\n{mismatches}"
+    );
     Transcript { entries }
 }
 
@@ -149,7 +158,11 @@ fn assert_reaches_server(step: &Step, reference: &CtlOutput) {
 
 /// The output with [`mask`] applied to both streams.
 fn masked(output: CtlOutput) -> CtlOutput {
-    CtlOutput { stdout: mask(&output.stdout), stderr: mask(&output.stderr), code: output.code }
+    CtlOutput {
+        stdout: mask(&output.stdout),
+        stderr: mask(&output.stderr),
+        code: output.code,
+    }
 }
 
 /// A labelled block of output for a mismatch report.
@@ -157,7 +170,10 @@ fn section(label: &str, text: &str) -> String {
     if text.is_empty() {
         format!("[{label}: empty]\n")
     } else {
-        format!("[{label}]\n{text}{}", if text.ends_with('\n') { "" } else { "\n" })
+        format!(
+            "[{label}]\n{text}{}",
+            if text.ends_with('\n') { "" } else { "\n" }
+        )
     }
 }
 
@@ -201,7 +217,10 @@ mod tests {
     #[test]
     fn splits_with_quotes() {
         assert_eq!(split_words("put '' x"), vec!["put", "", "x"]);
-        assert_eq!(split_words(r#"get "a b" --prefix"#), vec!["get", "a b", "--prefix"]);
+        assert_eq!(
+            split_words(r#"get "a b" --prefix"#),
+            vec!["get", "a b", "--prefix"]
+        );
         assert_eq!(split_words("  get   foo "), vec!["get", "foo"]);
     }
 }

@@ -46,7 +46,11 @@ pub fn run(port: u16, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("ETCDCTL_API", "3")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command

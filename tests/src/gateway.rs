@@ -30,12 +30,18 @@ pub struct Call {
 
 /// A call with a JSON body.
 pub fn call(method: &str, body: Value) -> Call {
-    Call { method: method.to_string(), body: body.to_string() }
+    Call {
+        method: method.to_string(),
+        body: body.to_string(),
+    }
 }
 
 /// A call with a raw (possibly malformed) body.
 pub fn raw_call(method: &str, body: &str) -> Call {
-    Call { method: method.to_string(), body: body.to_string() }
+    Call {
+        method: method.to_string(),
+        body: body.to_string(),
+    }
 }
 
 /// A gateway answer after masking.
@@ -57,12 +63,20 @@ pub fn send(server: &Server, prefix: &str, call: &Call) -> Answer {
         }
         Err(_) => Value::String(response.text()),
     };
-    Answer { status: response.status, body }
+    Answer {
+        status: response.status,
+        body,
+    }
 }
 
 /// Sends every call to both servers under the same prefix; asserts equal
 /// answers and returns the reference's.
-pub fn compare_gateway(reference: &Server, ours: &Server, prefix: &str, calls: &[Call]) -> Vec<Answer> {
+pub fn compare_gateway(
+    reference: &Server,
+    ours: &Server,
+    prefix: &str,
+    calls: &[Call],
+) -> Vec<Answer> {
     compare_gateway_prefixes(reference, prefix, ours, prefix, calls)
 }
 
@@ -81,18 +95,41 @@ pub fn compare_gateway_prefixes(
         let want = send(reference, reference_prefix, c);
         let got = send(ours, our_prefix, c);
         // Captured by the test runner; shown when the test fails.
-        eprintln!("call {i}: POST {}/{} {}\n  -> {} {}", reference_prefix, c.method, c.body, want.status, want.body);
+        eprintln!(
+            "call {i}: POST {}/{} {}\n  -> {} {}",
+            reference_prefix, c.method, c.body, want.status, want.body
+        );
         if want != got {
             let _ = writeln!(
                 mismatches,
                 "call {i}: POST {{prefix}}/{} {}\n  reference {reference_prefix}: {} {}\n  ours {our_prefix}: {} {}",
-                c.method, c.body, want.status, want.body, got.status, got.body
+                c.method,
+                preview(&c.body),
+                want.status,
+                preview(&want.body.to_string()),
+                got.status,
+                preview(&got.body.to_string())
             );
         }
         answers.push(want);
     }
-    assert!(mismatches.is_empty(), "ours differs from the reference:\n{mismatches}");
+    assert!(
+        mismatches.is_empty(),
+        "ours differs from the reference:\n{mismatches}"
+    );
     answers
+}
+
+/// Longest text shown of a request or answer in reports.
+const PREVIEW_CHARS: usize = 600;
+
+/// `text`, cut to [`PREVIEW_CHARS`] with its full length noted.
+fn preview(text: &str) -> String {
+    if text.chars().count() <= PREVIEW_CHARS {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(PREVIEW_CHARS).collect();
+    format!("{head}... ({} bytes)", text.len())
 }
 
 /// Standard base64 of a string, as the gateway encodes bytes.

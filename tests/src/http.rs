@@ -29,7 +29,10 @@ impl Response {
     /// The first header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as UTF-8 text (lossy).
@@ -130,7 +133,11 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
     } else {
         rest.to_vec()
     };
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Decodes a chunked body, ignoring chunk extensions and trailers.
@@ -163,7 +170,8 @@ mod tests {
 
     #[test]
     fn parses_content_length_body() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi").unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-a"), Some("b"));
         assert_eq!(r.text(), "hi");

@@ -25,7 +25,9 @@ pub mod mask;
 pub mod ports;
 pub mod server;
 
-pub use differential::{Step, Transcript, compare_on, run_differential, run_differential_with, step};
+pub use differential::{
+    Step, Transcript, compare_on, run_differential, run_differential_with, step,
+};
 pub use etcdctl::CtlOutput;
 pub use mask::{mask, mask_json};
 pub use server::{Flavour, Server};

@@ -27,14 +27,20 @@ struct Rule(Regex, &'static str);
 /// The rules, applied in order to every line.
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let rule = |pattern: &str, replacement: &'static str| {
-        Rule(Regex::new(pattern).expect("valid mask pattern"), replacement)
+        Rule(
+            Regex::new(pattern).expect("valid mask pattern"),
+            replacement,
+        )
     };
     vec![
         rule(
             r#""(cluster_id|member_id|raft_term|leader|ID|id)":("?)\d+("?)"#,
             r#""$1":$2<masked>$3"#,
         ),
-        rule(r#""(lease|Lease)":("?)[1-9]\d*("?)"#, r#""$1":$2<masked>$3"#),
+        rule(
+            r#""(lease|Lease)":("?)[1-9]\d*("?)"#,
+            r#""$1":$2<masked>$3"#,
+        ),
         rule(
             r#""(ClusterID|MemberID|RaftTerm|Leader|ID)" : \d+"#,
             r#""$1" : <masked>"#,
@@ -85,8 +91,7 @@ fn mask_line(line: &str) -> String {
 
 /// Trims the padding of a table row (`| a  | b |`) or border (`+---+--+`).
 fn normalize_table_line(line: &str) -> String {
-    if line.starts_with('+') && line.ends_with('+') && line.chars().all(|c| c == '+' || c == '-')
-    {
+    if line.starts_with('+') && line.ends_with('+') && line.chars().all(|c| c == '+' || c == '-') {
         let columns = line.matches('+').count().saturating_sub(1);
         return format!("+{}", "-+".repeat(columns));
     }
@@ -141,7 +146,8 @@ mod tests {
 
     #[test]
     fn masks_gateway_json_keeping_quotes() {
-        let out = r#"{"header":{"cluster_id":"1","member_id":"2","revision":"16","raft_term":"2"}}"#;
+        let out =
+            r#"{"header":{"cluster_id":"1","member_id":"2","revision":"16","raft_term":"2"}}"#;
         assert_eq!(
             mask(out),
             r#"{"header":{"cluster_id":"<masked>","member_id":"<masked>","revision":"16","raft_term":"<masked>"}}"#
@@ -168,7 +174,10 @@ mod tests {
 
     #[test]
     fn masks_lease_and_member_hex_ids_only() {
-        assert_eq!(mask("lease 32695410dcc0ca06 granted with TTL(10s)"), "lease <lease> granted with TTL(10s)");
+        assert_eq!(
+            mask("lease 32695410dcc0ca06 granted with TTL(10s)"),
+            "lease <lease> granted with TTL(10s)"
+        );
         assert_eq!(mask("8e9e05c52164694d, started"), "<hexid>, started");
         assert_eq!(mask("1234567890123456"), "1234567890123456");
     }

@@ -10,8 +10,9 @@
 //!   `ready to serve client requests` and the client port accepts connections.
 //! - The process's stdout and stderr go to a log file per start inside the
 //!   server's temporary directory; a failed start panics with the log's tail.
-//! - A start that fails before readiness (typically a port taken by another
-//!   process between our probe and etcd's bind) is retried on fresh ports.
+//! - A start that fails because a port was taken (by another process between
+//!   our probe and etcd's bind) is retried on fresh ports; any other failure
+//!   fails at once.
 
 use std::fs::File;
 use std::net::TcpStream;
@@ -43,6 +44,9 @@ const MAX_START_ATTEMPTS: usize = 3;
 
 /// Bytes of log shown when a start fails.
 const LOG_TAIL_BYTES: usize = 4000;
+
+/// Lower-cased log text of a failed bind, in Go's and Rust's wording alike.
+const PORT_TAKEN_LOG: &str = "address already in use";
 
 /// The log line etcd writes once it serves clients.
 const READY_LOG_LINE: &str = "ready to serve client requests";
@@ -84,13 +88,21 @@ pub fn ours_binary() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_relative() { workspace.join(dir) } else { dir }
+            if dir.is_relative() {
+                workspace.join(dir)
+            } else {
+                dir
+            }
         }
         None => workspace.join("target"),
     };
     let debug = target.join("debug").join("etcd");
     let release = target.join("release").join("etcd");
-    if !debug.exists() && release.exists() { release } else { debug }
+    if !debug.exists() && release.exists() {
+        release
+    } else {
+        debug
+    }
 }
 
 /// The Cargo workspace this crate belongs to.
@@ -147,7 +159,9 @@ impl Server {
         std::thread::scope(|s| {
             let reference = s.spawn(|| Server::start(Flavour::Reference, extra_args));
             let ours = Server::start(Flavour::Ours, extra_args);
-            let reference = reference.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            let reference = reference
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
             (reference, ours)
         })
     }
@@ -181,6 +195,9 @@ impl Server {
                 Ok(()) => return Ok(server),
                 Err(e) => {
                     server.kill9();
+                    if !server.log().to_ascii_lowercase().contains(PORT_TAKEN_LOG) {
+                        return Err(e);
+                    }
                     // A port race leaves the data dir half-made; start afresh.
                     let _ = std::fs::remove_dir_all(server.data_dir());
                     last_error = e;

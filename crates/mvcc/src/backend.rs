@@ -159,18 +159,20 @@ impl Backend {
 
     /// Removes, in one write transaction, the rows among the next `max_rows`
     /// rows from `from` (at or below main revision `target`) that `keep`
-    /// rejects. Returns where the next chunk starts, or None when the whole
-    /// range is done, in which case `target` is recorded as finished.
+    /// rejects. Returns where the next chunk starts (None when the whole
+    /// range is done, in which case `target` is recorded as finished) and the
+    /// removed rows' value lengths.
     pub fn compact_chunk(
         &self,
         from: &RevKey,
         target: i64,
         max_rows: usize,
         mut keep: impl FnMut(&RevKey, &[u8]) -> Result<bool>,
-    ) -> Result<Option<RevKey>> {
+    ) -> Result<(Option<RevKey>, Vec<usize>)> {
         let txn = self.begin_write(false)?;
         let end = first_key_of(target + 1);
         let mut next = None;
+        let mut removed = Vec::new();
         {
             let mut kv = txn.open_table(KV)?;
             let mut garbage = Vec::new();
@@ -182,6 +184,7 @@ impl Backend {
                 }
                 if !keep(key.value(), value.value())? {
                     garbage.push(*key.value());
+                    removed.push(value.value().len());
                 }
             }
             for key in &garbage {
@@ -193,7 +196,7 @@ impl Backend {
                 .insert(FINISHED_COMPACT, target as u64)?;
         }
         txn.commit()?;
-        Ok(next)
+        Ok((next, removed))
     }
 
     /// Makes every earlier commit durable.
@@ -205,15 +208,6 @@ impl Backend {
     /// Size of the database file in bytes.
     pub fn size_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
-    }
-
-    /// Bytes of the file in allocated pages. Takes a write transaction, so the
-    /// caller must hold the store's writer lock.
-    pub fn size_in_use_bytes(&self) -> Result<u64> {
-        let txn = self.db.begin_write()?;
-        let stats = txn.stats()?;
-        txn.abort()?;
-        Ok(stats.allocated_pages() * stats.page_size() as u64)
     }
 
     /// Starts a write transaction with the given durability.

@@ -18,6 +18,7 @@
 //! never data, and the work is redone.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -25,7 +26,7 @@ use prost::Message;
 
 use crate::backend::RowHead;
 use crate::revision::{REV_KEY_LEN, decode_key};
-use crate::store::Shared;
+use crate::store::{Shared, row_bytes};
 
 /// Rows scanned per compaction write transaction.
 pub(crate) const COMPACTION_BATCH_ROWS: usize = 1_000;
@@ -138,9 +139,13 @@ fn compact_to(shared: &Shared, target: i64) {
                     Ok(index.contains(&RowHead::decode(row)?.key, rev))
                 })
         };
+        if let Ok((_, removed)) = &chunk {
+            let bytes: u64 = removed.iter().map(|&len| row_bytes(len)).sum();
+            shared.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
         match chunk {
-            Ok(Some(next)) => cursor = next,
-            Ok(None) => {
+            Ok((Some(next), _)) => cursor = next,
+            Ok((None, _)) => {
                 tracing::debug!(revision = target, "finished physical compaction");
                 shared.compaction.finish(target);
                 return;

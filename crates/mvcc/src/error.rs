@@ -95,15 +95,35 @@ mod tests {
     #[test]
     fn display_strings_are_etcds() {
         let cases: &[(Error, &str, bool)] = &[
-            (Error::Compacted, "mvcc: required revision has been compacted", true),
-            (Error::FutureRevision, "mvcc: required revision is a future revision", true),
+            (
+                Error::Compacted,
+                "mvcc: required revision has been compacted",
+                true,
+            ),
+            (
+                Error::FutureRevision,
+                "mvcc: required revision is a future revision",
+                true,
+            ),
             (Error::KeyNotFound, "etcdserver: key not found", true),
             (Error::EmptyKey, "etcdserver: key is not provided", true),
             (Error::ValueProvided, "etcdserver: value is provided", true),
             (Error::LeaseProvided, "etcdserver: lease is provided", true),
-            (Error::LeaseNotFound, "etcdserver: requested lease not found", true),
-            (Error::DuplicateKey, "etcdserver: duplicate key given in txn request", true),
-            (Error::Corrupted("x".into()), "mvcc: corrupted backend: x", false),
+            (
+                Error::LeaseNotFound,
+                "etcdserver: requested lease not found",
+                true,
+            ),
+            (
+                Error::DuplicateKey,
+                "etcdserver: duplicate key given in txn request",
+                true,
+            ),
+            (
+                Error::Corrupted("x".into()),
+                "mvcc: corrupted backend: x",
+                false,
+            ),
         ];
         for (err, text, deterministic) in cases {
             assert_eq!(err.to_string(), *text);

@@ -44,7 +44,7 @@ impl<'a> KeySpan<'a> {
     }
 
     /// The span as BTreeMap bounds, or None if it holds no key.
-    fn bounds(&self) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+    fn bounds(&self) -> Option<KeyBounds<'a>> {
         match *self {
             KeySpan::Single(key) => Some((Bound::Included(key), Bound::Included(key))),
             KeySpan::From(key) => Some((Bound::Included(key), Bound::Unbounded)),
@@ -55,6 +55,9 @@ impl<'a> KeySpan<'a> {
         }
     }
 }
+
+/// Lower and upper bound of a key span, as `BTreeMap::range` takes them.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 /// Every key's revision history.
 #[derive(Debug, Default)]
@@ -79,10 +82,10 @@ impl Index {
     pub fn visit(&self, span: KeySpan<'_>, at: i64, mut f: impl FnMut(&[u8], KeyState) -> bool) {
         let Some(bounds) = span.bounds() else { return };
         for (key, ki) in self.keys.range::<[u8], _>(bounds) {
-            if let Some(state) = ki.get(at) {
-                if !f(key, state) {
-                    return;
-                }
+            if let Some(state) = ki.get(at)
+                && !f(key, state)
+            {
+                return;
             }
         }
     }
@@ -114,7 +117,10 @@ impl Index {
 
     /// Reverts the latest put of `key`.
     pub fn undo_put(&mut self, key: &[u8]) {
-        let ki = self.keys.get_mut(key).expect("undo of a put of an unknown key");
+        let ki = self
+            .keys
+            .get_mut(key)
+            .expect("undo of a put of an unknown key");
         if ki.undo_put() {
             self.keys.remove(key);
         }
@@ -194,7 +200,11 @@ mod tests {
     fn keys_at(index: &Index, span: KeySpan<'_>, at: i64) -> Vec<String> {
         let mut out = Vec::new();
         index.visit(span, at, |k, s| {
-            out.push(format!("{}@{}", String::from_utf8_lossy(k), s.modified.main));
+            out.push(format!(
+                "{}@{}",
+                String::from_utf8_lossy(k),
+                s.modified.main
+            ));
             true
         });
         out
@@ -209,7 +219,8 @@ mod tests {
         assert!(index.tombstone(b"b", r(6)));
         assert!(!index.tombstone(b"b", r(7)), "already deleted");
         assert!(!index.tombstone(b"zz", r(7)), "never existed");
-        let cases: &[(&[u8], &[u8], i64, &[&str])] = &[
+        type Case<'a> = (&'a [u8], &'a [u8], i64, &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             (b"a", b"", 6, &["a@3"]),
             (b"a", b"c", 5, &["a@3", "b@4"]),
             (b"a", b"c", 6, &["a@3"]),

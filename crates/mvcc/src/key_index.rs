@@ -105,7 +105,13 @@ impl KeyIndex {
     /// Records a deletion at `rev`; false (and no change) if the key is
     /// already deleted.
     pub fn tombstone(&mut self, rev: Revision) -> bool {
-        if self.generations.last().expect("never empty").revs.is_empty() {
+        if self
+            .generations
+            .last()
+            .expect("never empty")
+            .revs
+            .is_empty()
+        {
             return false;
         }
         self.put(rev);
@@ -128,7 +134,10 @@ impl KeyIndex {
     /// Reverts the latest [`tombstone`](Self::tombstone).
     pub fn undo_tombstone(&mut self) {
         let open = self.generations.pop().expect("never empty");
-        assert!(open.revs.is_empty(), "undo of a tombstone that was not made");
+        assert!(
+            open.revs.is_empty(),
+            "undo of a tombstone that was not made"
+        );
         let emptied = self.undo_put();
         assert!(!emptied, "a tombstone always follows a put");
     }

@@ -2,11 +2,11 @@
 //!
 //! Every change to the key space gets a revision, and every revision stays
 //! readable until it is compacted away. The store has two halves:
-//! - the **index** ([`index`], [`key_index`]): in memory, key to the
+//! - the **index** (`index.rs`, `key_index.rs`): in memory, key to the
 //!   revisions that key was written at, grouped into generations (a delete
 //!   ends one); it answers which keys a range covers at a revision, counts,
 //!   versions and create/mod revisions;
-//! - the **backend** ([`backend`]): a redb file of rows keyed by revision,
+//! - the **backend** (`backend.rs`): a redb file of rows keyed by revision,
 //!   holding the encoded `mvccpb::KeyValue`s; the index is rebuilt from it at
 //!   open.
 //!
@@ -19,7 +19,7 @@
 //! replays from [`Store::consistent_index`].
 //!
 //! Compaction ([`WriteBatch::compact`]) makes old revisions unreadable at
-//! once and removes their rows in the background ([`compactor`]), in chunks
+//! once and removes their rows in the background (`compactor.rs`), in chunks
 //! that interleave with writes.
 //!
 //! Behaviour follows etcd 3.5 (revisions, counts, sort and limit rules, txn

@@ -42,8 +42,11 @@ use retcd_api::mvccpb::event::EventType;
 use crate::testutil::{arg, flag, run_file, words};
 use crate::{Store, WriteBatch, check_txn_duplicates};
 
-/// Decodes `\xNN` escapes.
+/// Decodes `\xNN` escapes; `""` is the empty string.
 fn unescape(s: &str) -> Vec<u8> {
+    if s == "\"\"" {
+        return Vec::new();
+    }
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -85,10 +88,14 @@ fn bytes_arg(args: &[&str], name: &str) -> Vec<u8> {
     arg::<String>(args, name).map_or_else(Vec::new, |v| unescape(&v))
 }
 
+/// Builds a put from `K V [flags]`.
 fn put_req(args: &[&str]) -> PutRequest {
     PutRequest {
         key: unescape(args[0]),
-        value: args.get(1).filter(|v| !v.contains('=') && !is_flag(v)).map_or_else(Vec::new, |v| unescape(v)),
+        value: args
+            .get(1)
+            .filter(|v| !v.contains('=') && !is_flag(v))
+            .map_or_else(Vec::new, |v| unescape(v)),
         lease: arg(args, "lease").unwrap_or(0),
         prev_kv: flag(args, "prev_kv"),
         ignore_value: flag(args, "ignore_value"),
@@ -98,9 +105,17 @@ fn put_req(args: &[&str]) -> PutRequest {
 
 /// Whether a word is one of the bare flags, not a value.
 fn is_flag(w: &str) -> bool {
-    ["prev_kv", "ignore_value", "ignore_lease", "keys_only", "count_only"].contains(&w)
+    [
+        "prev_kv",
+        "ignore_value",
+        "ignore_lease",
+        "keys_only",
+        "count_only",
+    ]
+    .contains(&w)
 }
 
+/// Builds a range from `K [options]`.
 fn range_req(args: &[&str]) -> RangeRequest {
     let order = match arg::<String>(args, "order").as_deref() {
         Some("asc") => SortOrder::Ascend,
@@ -131,6 +146,7 @@ fn range_req(args: &[&str]) -> RangeRequest {
     }
 }
 
+/// Builds a delete_range from `K [end=E] [prev_kv]`.
 fn del_req(args: &[&str]) -> DeleteRangeRequest {
     DeleteRangeRequest {
         key: unescape(args[0]),
@@ -204,6 +220,7 @@ fn parse_txn(lines: &[String], i: &mut usize, outer: usize) -> TxnRequest {
     txn
 }
 
+/// Prints a range response: a summary line, then one line per pair.
 fn fmt_range(resp: &RangeResponse, pad: &str, out: &mut Vec<String>) {
     out.push(format!(
         "rev={} count={} more={}",
@@ -214,6 +231,7 @@ fn fmt_range(resp: &RangeResponse, pad: &str, out: &mut Vec<String>) {
     out.extend(resp.kvs.iter().map(|kv| format!("{pad}  {}", fmt_kv(kv))));
 }
 
+/// Prints a txn response, nested responses indented below it.
 fn fmt_txn(resp: &TxnResponse, pad: &str, out: &mut Vec<String>) {
     out.push(format!(
         "rev={} succeeded={}",
@@ -255,7 +273,10 @@ fn fmt_txn(resp: &TxnResponse, pad: &str, out: &mut Vec<String>) {
 }
 
 /// The open batch, opened first if needed.
-fn ensure<'s, 'b>(store: &'s Store, batch: &'b mut Option<WriteBatch<'s>>) -> &'b mut WriteBatch<'s> {
+fn ensure<'s, 'b>(
+    store: &'s Store,
+    batch: &'b mut Option<WriteBatch<'s>>,
+) -> &'b mut WriteBatch<'s> {
     batch.get_or_insert_with(|| store.write().unwrap())
 }
 
@@ -270,6 +291,7 @@ struct Harness {
 }
 
 impl Harness {
+    /// A fresh store in a new temporary directory.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
@@ -280,6 +302,7 @@ impl Harness {
         }
     }
 
+    /// Runs one case's command lines; returns their output.
     fn run_case(&mut self, lines: &[String]) -> String {
         if lines.len() == 1 && lines[0] == "reopen" {
             drop(self.store.take());
@@ -348,7 +371,11 @@ impl Harness {
                     "events" => {
                         let before = out.len();
                         for ev in ensure(store, &mut batch).take_events() {
-                            let kind = if ev.r#type == EventType::Put as i32 { "PUT" } else { "DELETE" };
+                            let kind = if ev.r#type == EventType::Put as i32 {
+                                "PUT"
+                            } else {
+                                "DELETE"
+                            };
                             let mut line = format!("{kind} {}", fmt_kv(ev.kv.as_ref().unwrap()));
                             if let Some(prev) = &ev.prev_kv {
                                 line += &format!(" prev=({})", fmt_kv(prev));
@@ -399,8 +426,10 @@ impl Harness {
                         out.push(v.map_or("none".into(), |v| esc(&v)));
                     }
                     "set_index" => {
-                        ensure(store, &mut batch)
-                            .set_consistent_index(args[0].parse().unwrap(), args[1].parse().unwrap());
+                        ensure(store, &mut batch).set_consistent_index(
+                            args[0].parse().unwrap(),
+                            args[1].parse().unwrap(),
+                        );
                         out.push("ok".into());
                     }
                     other => panic!("unknown command {other}"),
@@ -417,6 +446,7 @@ impl Harness {
         out.join("\n")
     }
 
+    /// The store's counters on one line.
     fn status(&self) -> String {
         status_line(self.store.as_ref().unwrap())
     }

@@ -21,9 +21,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use prost::Message;
 use retcd_api::etcdserverpb::request_op::Request;
 use retcd_api::etcdserverpb::response_op::Response;
@@ -38,12 +37,9 @@ use crate::hash::Crc32c;
 use crate::index::Index;
 use crate::lock::WriterLock;
 use crate::range;
-use crate::revision::decode_key;
+use crate::revision::{REV_KEY_LEN, decode_key};
 use crate::txn::{compare_holds, compare_span};
 use crate::write::WriteBatch;
-
-/// How long a measured in-use size is reused before measuring again.
-const IN_USE_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// State shared by the store, its write batches and its compactor thread.
 pub(crate) struct Shared {
@@ -63,8 +59,8 @@ pub(crate) struct Shared {
     pub writer: WriterLock,
     /// The physical compaction schedule.
     pub compaction: Compaction,
-    /// The last in-use size measured, and when.
-    in_use: Mutex<Option<(Instant, u64)>>,
+    /// Bytes of the live rows (see [`row_bytes`]).
+    pub live_bytes: AtomicU64,
 }
 
 /// A multi-version key-value store over a redb file: etcd's mvcc package.
@@ -83,10 +79,18 @@ impl Store {
         let meta = backend.meta()?;
         let mut index = Index::default();
         let mut last_main = 1;
+        let mut live_bytes = 0;
         backend.snapshot()?.scan(i64::MAX, |key, row| {
+            live_bytes += row_bytes(row.len());
             let (rev, tombstone) = decode_key(key);
             let head = RowHead::decode(row)?;
-            index.restore_row(&head.key, rev, tombstone, head.create_revision, head.version);
+            index.restore_row(
+                &head.key,
+                rev,
+                tombstone,
+                head.create_revision,
+                head.version,
+            );
             last_main = rev.main;
             Ok(())
         })?;
@@ -111,7 +115,7 @@ impl Store {
             consistent_term: AtomicU64::new(meta.consistent_term),
             writer: WriterLock::default(),
             compaction: Compaction::new(meta.scheduled_compact, meta.finished_compact),
-            in_use: Mutex::new(None),
+            live_bytes: AtomicU64::new(live_bytes),
         });
         let worker = shared.clone();
         let compactor = std::thread::Builder::new()
@@ -211,29 +215,13 @@ impl Store {
         self.shared.backend.size_bytes()
     }
 
-    /// Bytes of the backend file in use (allocated pages). Measured at most
-    /// once per second, and never while a writer holds the backend: then the
-    /// last measurement (or the file size) stands in.
+    /// Bytes of the backend file in use: the live rows with their per-row
+    /// overhead, capped by the file size. Kept as a running count, so asking
+    /// costs nothing and never waits for a writer; it does not count free
+    /// pages, which is what a defragmentation would give back.
     pub fn db_size_in_use_bytes(&self) -> u64 {
-        let mut cache = self.shared.in_use.lock();
-        if let Some((at, bytes)) = *cache {
-            if at.elapsed() < IN_USE_CACHE_TTL {
-                return bytes;
-            }
-        }
-        let Some(_writer) = self.shared.writer.try_acquire() else {
-            return cache.map_or_else(|| self.db_size_bytes(), |(_, b)| b);
-        };
-        match self.shared.backend.size_in_use_bytes() {
-            Ok(bytes) => {
-                *cache = Some((Instant::now(), bytes));
-                bytes
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot measure backend usage");
-                self.db_size_bytes()
-            }
-        }
+        let live = self.shared.live_bytes.load(Ordering::Relaxed);
+        live.min(self.db_size_bytes())
     }
 
     /// Reads a server metadata value as last committed.
@@ -264,6 +252,14 @@ impl Drop for Store {
             tracing::error!(error = %e, "cannot sync the mvcc backend on close");
         }
     }
+}
+
+/// Estimated bytes a row with a value of `value_len` bytes takes in the
+/// backend: the value, its 17-byte key and redb's per-entry bookkeeping.
+pub(crate) fn row_bytes(value_len: usize) -> u64 {
+    /// redb's per-entry offsets plus an allowance for partly filled pages.
+    const ROW_OVERHEAD_BYTES: u64 = 16;
+    value_len as u64 + REV_KEY_LEN as u64 + ROW_OVERHEAD_BYTES
 }
 
 /// A response header carrying only a revision.
@@ -320,14 +316,22 @@ impl Reader {
     fn txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
         let mut succeeded = true;
         for c in &req.compare {
-            let states = self.shared.index.read().states(compare_span(c), self.current);
+            let states = self
+                .shared
+                .index
+                .read()
+                .states(compare_span(c), self.current);
             let load = |rev| self.snapshot.load(rev);
             if !compare_holds(c, &states, load)? {
                 succeeded = false;
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {

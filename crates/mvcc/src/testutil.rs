@@ -67,7 +67,9 @@ fn parse(text: &str) -> Vec<Chunk> {
 /// Runs every case of `testdata/<name>` through `run`, which gets the case's
 /// command lines and returns its output.
 pub(crate) fn run_file(name: &str, mut run: impl FnMut(&[String]) -> String) {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "testdata", name].iter().collect();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "testdata", name]
+        .iter()
+        .collect();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut rewritten = String::new();
@@ -124,7 +126,10 @@ where
 {
     args.iter().find_map(|a| {
         let (k, v) = a.split_once('=')?;
-        (k == name).then(|| v.parse().unwrap_or_else(|e| panic!("bad {name}={v}: {e:?}")))
+        (k == name).then(|| {
+            v.parse()
+                .unwrap_or_else(|e| panic!("bad {name}={v}: {e:?}"))
+        })
     })
 }
 

@@ -24,6 +24,8 @@
 //! in the same txn), the txn fails with the error instead and changes
 //! nothing.
 
+use std::sync::atomic::Ordering;
+
 use prost::Message;
 use retcd_api::etcdserverpb::request_op::Request;
 use retcd_api::etcdserverpb::response_op::Response;
@@ -41,7 +43,7 @@ use crate::key_index::KeyState;
 use crate::lock::WriterGuard;
 use crate::range;
 use crate::revision::{RevKey, Revision, decode_key, encode_key};
-use crate::store::{Shared, header};
+use crate::store::{Shared, header, row_bytes};
 use crate::txn::{compare_holds, compare_span};
 
 /// The single write transaction of a [`Store`](crate::Store).
@@ -101,8 +103,12 @@ impl<'a> WriteBatch<'a> {
     /// Starts a batch; the caller holds the writer lock and took `snapshot`
     /// after acquiring it.
     pub(crate) fn new(shared: &'a Shared, writer: WriterGuard<'a>, snapshot: Snapshot) -> Self {
-        let rev = shared.current_rev.load(std::sync::atomic::Ordering::Acquire);
-        let compact_rev = shared.compact_rev.load(std::sync::atomic::Ordering::Acquire);
+        let rev = shared
+            .current_rev
+            .load(std::sync::atomic::Ordering::Acquire);
+        let compact_rev = shared
+            .compact_rev
+            .load(std::sync::atomic::Ordering::Acquire);
         WriteBatch {
             shared,
             _writer: writer,
@@ -206,7 +212,7 @@ impl<'a> WriteBatch<'a> {
             && self.server_meta.is_empty()
             && self.consistent.is_none()
             && self.scheduled_compact.is_none();
-        if !(nothing_new && !durable) {
+        if durable || !nothing_new {
             // On error, drop reverts the index.
             shared.backend.commit(Commit {
                 rows: &self.rows,
@@ -217,17 +223,18 @@ impl<'a> WriteBatch<'a> {
             })?;
         }
         self.committed = true;
-        use std::sync::atomic::Ordering::Release;
-        shared.current_rev.store(self.rev, Release);
+        let bytes: u64 = self.rows.iter().map(|(_, row)| row_bytes(row.len())).sum();
+        shared.live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        shared.current_rev.store(self.rev, Ordering::Release);
         if let Some((index, term)) = self.consistent {
-            shared.consistent_term.store(term, Release);
-            shared.consistent_index.store(index, Release);
+            shared.consistent_term.store(term, Ordering::Release);
+            shared.consistent_index.store(index, Ordering::Release);
         }
         if let Some(rev) = self.scheduled_compact {
             {
                 let mut index = shared.index.write();
                 index.compact(rev);
-                shared.compact_rev.store(rev, Release);
+                shared.compact_rev.store(rev, Ordering::Release);
             }
             shared.compaction.schedule(rev);
         }
@@ -278,7 +285,9 @@ impl<'a> WriteBatch<'a> {
         let key = encode_key(rev, false);
         match self.rows.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => Ok(KeyValue::decode(self.rows[i].1.as_slice())?),
-            Err(_) => Err(Error::Corrupted(format!("no pending row for revision {rev}"))),
+            Err(_) => Err(Error::Corrupted(format!(
+                "no pending row for revision {rev}"
+            ))),
         }
     }
 
@@ -377,7 +386,11 @@ impl<'a> WriteBatch<'a> {
     }
 
     /// A delete_range inside request `op`.
-    fn apply_delete(&mut self, op: &mut Op, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    fn apply_delete(
+        &mut self,
+        op: &mut Op,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
         if req.key.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -425,7 +438,8 @@ impl<'a> WriteBatch<'a> {
                 key,
                 ..Default::default()
             };
-            self.rows.push((encode_key(rev, true), tombstone.encode_to_vec()));
+            self.rows
+                .push((encode_key(rev, true), tombstone.encode_to_vec()));
             let was_alive = index.tombstone(&tombstone.key, rev);
             assert!(was_alive, "deleting a key the index just listed");
             self.events.push(Event {
@@ -483,14 +497,23 @@ impl<'a> WriteBatch<'a> {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for r in ops {
             let response = match &r.request {
-                Some(Request::RequestRange(q)) => Some(Response::ResponseRange(self.txn_range(op, q)?)),
-                Some(Request::RequestPut(q)) => {
-                    Some(Response::ResponsePut(self.apply_put(op, q, lease_exists, true)?))
+                Some(Request::RequestRange(q)) => {
+                    Some(Response::ResponseRange(self.txn_range(op, q)?))
                 }
+                Some(Request::RequestPut(q)) => Some(Response::ResponsePut(self.apply_put(
+                    op,
+                    q,
+                    lease_exists,
+                    true,
+                )?)),
                 Some(Request::RequestDeleteRange(q)) => {
                     Some(Response::ResponseDeleteRange(self.apply_delete(op, q)?))
                 }

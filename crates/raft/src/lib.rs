@@ -214,7 +214,8 @@ pub fn start(
 fn replay_start(cfg: &NodeConfig, storage: &LogStorage) -> u64 {
     let snapshot_index = storage.snapshot_point().index;
     let commit = storage.hard_state().commit;
-    if cfg.applied < snapshot_index {
+    // Index 1 is the bootstrap point of a fresh log, which holds no entries to miss.
+    if cfg.applied < snapshot_index && snapshot_index > 1 {
         tracing::warn!(
             applied = cfg.applied,
             snapshot_index,

@@ -49,16 +49,22 @@ struct Gateway {
     kv: KvService,
     /// The server core, for health and metrics.
     server: Arc<EtcdServer>,
+    /// Largest request message accepted, as the gRPC transport enforces it.
+    max_message: usize,
 }
 
 /// Builds the HTTP router of the client port (without the gRPC services).
 pub fn router(server: Arc<EtcdServer>) -> Router {
-    let body_limit = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let max_message = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // JSON carries bytes as base64 (4/3 larger) plus syntax: allow twice the
+    // message limit on the wire and check the decoded message against the limit.
+    let body_limit = 2 * max_message;
     let state = Gateway {
         kv: KvService {
             server: server.clone(),
         },
         server,
+        max_message,
     };
     let mut router = Router::new()
         .route("/health", get(health))
@@ -77,10 +83,26 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .with_state(state)
 }
 
+/// Answers paths nothing else serves: gRPC calls of services not registered
+/// get UNIMPLEMENTED, anything else a plain 404 as etcd's gateway answers.
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        let path = request.uri().path().to_string();
+        return Status::unimplemented(format!("unknown service or method {path}"))
+            .into_http::<axum::body::Body>();
+    }
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
 /// Decodes a JSON request, runs the call, and encodes its answer or error.
-async fn unary<Req, Resp, F, Fut>(body: Bytes, call: F) -> Response
+async fn unary<Req, Resp, F, Fut>(body: Bytes, max_message: usize, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Default + prost::Message,
     Resp: Serialize,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
@@ -93,6 +115,11 @@ where
             Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
         }
     };
+    let size = request.encoded_len();
+    if size > max_message {
+        let text = format!("grpc: received message larger than max ({size} vs. {max_message})");
+        return error_response(Code::ResourceExhausted, &text);
+    }
     match call(request).await {
         Ok(resp) => json_response(StatusCode::OK, &resp.into_inner()),
         Err(status) => error_response(status.code(), status.message()),
@@ -133,27 +160,27 @@ fn error_response(code: Code, message: &str) -> Response {
 
 /// POST /v3/kv/range.
 async fn kv_range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |req| async move { g.kv.range(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move { g.kv.range(tonic::Request::new(req)).await }).await
 }
 
 /// POST /v3/kv/put.
 async fn kv_put(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |req| async move { g.kv.put(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move { g.kv.put(tonic::Request::new(req)).await }).await
 }
 
 /// POST /v3/kv/deleterange.
 async fn kv_delete_range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |req| async move { g.kv.delete_range(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move { g.kv.delete_range(tonic::Request::new(req)).await }).await
 }
 
 /// POST /v3/kv/txn.
 async fn kv_txn(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |req| async move { g.kv.txn(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move { g.kv.txn(tonic::Request::new(req)).await }).await
 }
 
 /// POST /v3/kv/compaction.
 async fn kv_compaction(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |req| async move { g.kv.compact(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move { g.kv.compact(tonic::Request::new(req)).await }).await
 }
 
 /// GET /health: healthy while the member knows a leader.

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod grpc_compat;
 pub mod ids;
 pub mod metrics;
 pub mod serve;

@@ -19,7 +19,7 @@ use crate::api::kv::KvService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
 use crate::server::{EtcdServer, Waiters};
-use crate::{gateway, ids, metrics};
+use crate::{gateway, grpc_compat, ids, metrics};
 
 /// Meta key of this member's id in the backend.
 const META_MEMBER_ID: &[u8] = b"member_id";
@@ -154,8 +154,12 @@ fn client_router(server: Arc<EtcdServer>) -> axum::Router {
     })
     .max_decoding_message_size(max_decode)
     .max_encoding_message_size(usize::MAX);
-    let grpc = tonic::service::Routes::new(kv).prepare().into_axum_router();
+    let grpc = tonic::service::Routes::new(kv)
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::map_response(grpc_compat::rewrite_errors));
     grpc.merge(gateway::router(server))
+        .fallback(gateway::fallback)
 }
 
 /// Returns this member's and its cluster's ids: from the backend when the

@@ -18,9 +18,13 @@ pub async fn connect(server: &Server) -> Client {
 
 /// The gRPC code and message of a failed call; panics on success or on an
 /// error that is not a gRPC status.
-pub fn grpc_error<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (tonic::Code, String) {
+pub fn grpc_error<T: std::fmt::Debug>(
+    result: Result<T, etcd_client::Error>,
+) -> (tonic::Code, String) {
     match result {
-        Err(etcd_client::Error::GRpcStatus(status)) => (status.code(), status.message().to_string()),
+        Err(etcd_client::Error::GRpcStatus(status)) => {
+            (status.code(), status.message().to_string())
+        }
         other => panic!("expected a gRPC status error, got {other:?}"),
     }
 }

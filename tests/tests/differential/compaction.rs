@@ -7,11 +7,11 @@ use retcd_tests::{run_differential, step};
 #[test]
 fn compaction_matches_reference() {
     let steps = [
-        "put k 1",   // 2
-        "put k 2",   // 3
-        "put j 1",   // 4
-        "del j",     // 5
-        "put k 3",   // 6
+        "put k 1", // 2
+        "put k 2", // 3
+        "put j 1", // 4
+        "del j",   // 5
+        "put k 3", // 6
         "compact 3",
         "compact 3",
         "compact 2",
@@ -39,11 +39,31 @@ fn compaction_matches_reference() {
     .map(step);
     let t = run_differential(&steps);
     assert_eq!(t.stdout(5), "compacted revision 3\n");
-    assert!(t.output(6).stderr.contains("required revision has been compacted"));
-    assert!(t.output(7).stderr.contains("required revision has been compacted"));
-    assert!(t.output(8).stderr.contains("required revision is a future revision"));
-    assert!(t.output(9).stderr.contains("required revision is a future revision"));
+    assert!(
+        t.output(6)
+            .stderr
+            .contains("required revision has been compacted")
+    );
+    assert!(
+        t.output(7)
+            .stderr
+            .contains("required revision has been compacted")
+    );
+    assert!(
+        t.output(8)
+            .stderr
+            .contains("required revision is a future revision")
+    );
+    assert!(
+        t.output(9)
+            .stderr
+            .contains("required revision is a future revision")
+    );
     assert_eq!(t.stdout(10), "k\n2\n");
-    assert!(t.output(11).stderr.contains("required revision has been compacted"));
+    assert!(
+        t.output(11)
+            .stderr
+            .contains("required revision has been compacted")
+    );
     assert_eq!(t.stdout(14), "compacted revision 4\n");
 }

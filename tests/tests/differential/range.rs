@@ -60,7 +60,10 @@ fn key_ranges_and_printers_match_reference() {
     assert_eq!(t.stdout(base), "a\n1\n");
     assert_eq!(t.stdout(base + 6), "e/1\nx\ne/2\ny\n");
     assert_eq!(t.stdout(base + 8), "a\n1\nb\n4\nc\n2\n");
-    assert_eq!(t.stdout(base + 10), "b\n4\nc\n2\nd\n0\ne/1\nx\ne/2\ny\nf\nz\n");
+    assert_eq!(
+        t.stdout(base + 10),
+        "b\n4\nc\n2\nd\n0\ne/1\nx\ne/2\ny\nf\nz\n"
+    );
 }
 
 #[test]
@@ -77,16 +80,26 @@ fn limits_and_sorting_match_reference() {
     ];
     for target in ["CREATE", "KEY", "MODIFY", "VALUE", "VERSION"] {
         for order in ["ASCEND", "DESCEND"] {
-            reads.push(format!("get a --from-key --sort-by={target} --order={order}"));
-            reads.push(format!("get a --from-key --sort-by={target} --order={order} --limit 3 -w json"));
-            reads.push(format!("get a e --sort-by={target} --order={order} --keys-only --limit 2"));
+            reads.push(format!(
+                "get a --from-key --sort-by={target} --order={order}"
+            ));
+            reads.push(format!(
+                "get a --from-key --sort-by={target} --order={order} --limit 3 -w json"
+            ));
+            reads.push(format!(
+                "get a e --sort-by={target} --order={order} --keys-only --limit 2"
+            ));
         }
     }
     let reads: Vec<&str> = reads.iter().map(String::as_str).collect();
     let t = run_differential(&script(&reads));
     let base = fixture().len();
     assert_eq!(t.stdout(base), "a\n1\nb\n4\n");
-    assert!(t.stdout(base + 1).contains(r#""more":true,"count":7"#), "{}", t.stdout(base + 1));
+    assert!(
+        t.stdout(base + 1).contains(r#""more":true,"count":7"#),
+        "{}",
+        t.stdout(base + 1)
+    );
 }
 
 #[test]
@@ -107,6 +120,12 @@ fn historical_revisions_and_filters_match_reference() {
     let t = run_differential(&script(&reads));
     let base = fixture().len();
     assert_eq!(t.stdout(base), "a\n3\n");
-    assert_eq!(t.stdout(base + 2).lines().filter(|l| l.contains("\"Value\" : \"5\"")).count(), 1);
+    assert_eq!(
+        t.stdout(base + 2)
+            .lines()
+            .filter(|l| l.contains("\"Value\" : \"5\""))
+            .count(),
+        1
+    );
     assert_eq!(t.stdout(base + 8), "a\n\nb\n\nc\n\nd\n\n");
 }

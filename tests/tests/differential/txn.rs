@@ -20,7 +20,9 @@ fn txn(flags: &str, compares: &[&str], success: &[&str], failure: &[&str]) -> St
 
 /// a = "1" (create 2, mod 2, version 1); b = "3" (create 3, mod 4, version 2).
 fn fixture() -> Vec<Step> {
-    ["put a 1", "put b 2", "put b 3", "put c x"].map(step).to_vec()
+    ["put a 1", "put b 2", "put b 3", "put c x"]
+        .map(step)
+        .to_vec()
 }
 
 #[test]
@@ -68,18 +70,52 @@ fn every_compare_target_and_result_matches_reference() {
 fn writes_multiple_compares_and_printers_match_reference() {
     let mut steps = fixture();
     steps.extend([
-        txn("", &[r#"value("a") = "1""#, r#"version("b") = "2""#], &["put a 2", "del c", "get a"], &["put x 1"]),
+        txn(
+            "",
+            &[r#"value("a") = "1""#, r#"version("b") = "2""#],
+            &["put a 2", "del c", "get a"],
+            &["put x 1"],
+        ),
         step("get '' --from-key"),
-        txn("", &[r#"value("a") = "1""#, r#"version("b") = "2""#], &["put y 1"], &["put x 1", "get x", "del b --prev-kv"]),
+        txn(
+            "",
+            &[r#"value("a") = "1""#, r#"version("b") = "2""#],
+            &["put y 1"],
+            &["put x 1", "get x", "del b --prev-kv"],
+        ),
         step("get '' --from-key -w json"),
-        txn("-w json", &[r#"create("x") > "0""#], &["get x", "put x 2 --prev-kv", "get x", "del zz --prefix"], &[]),
-        txn("-w json", &[r#"mod("x") < "0""#], &[], &["get a --from-key --limit 2", "put n 1"]),
+        txn(
+            "-w json",
+            &[r#"create("x") > "0""#],
+            &["get x", "put x 2 --prev-kv", "get x", "del zz --prefix"],
+            &[],
+        ),
+        txn(
+            "-w json",
+            &[r#"mod("x") < "0""#],
+            &[],
+            &["get a --from-key --limit 2", "put n 1"],
+        ),
         txn("-w fields", &[r#"value("x") = "2""#], &["put x 3"], &[]),
-        txn("-w fields", &[r#"value("x") = "2""#], &["put x 4"], &["get x"]),
+        txn(
+            "-w fields",
+            &[r#"value("x") = "2""#],
+            &["put x 4"],
+            &["get x"],
+        ),
         txn("", &[], &["put p 1", "put q 2", "del missing"], &[]),
         txn("-w json", &[], &[], &[]),
         txn("", &[r#"value("zz") = "nope""#], &[], &[]),
-        txn("", &[], &["get p q", "get p --prefix --keys-only", "get a --from-key --keys-only --limit 1 --sort-by=MODIFY --order=DESCEND"], &[]),
+        txn(
+            "",
+            &[],
+            &[
+                "get p q",
+                "get p --prefix --keys-only",
+                "get a --from-key --keys-only --limit 1 --sort-by=MODIFY --order=DESCEND",
+            ],
+            &[],
+        ),
         step("get '' --from-key -w json"),
     ]);
     let t = run_differential(&steps);

@@ -10,7 +10,12 @@ fn health_reports_true() {
         let response = server.http_get("/health");
         let label = server.flavour().label();
         assert_eq!(response.status, 200, "{label}");
-        assert_eq!(response.json()["health"], "true", "{label}: {}", response.text());
+        assert_eq!(
+            response.json()["health"],
+            "true",
+            "{label}: {}",
+            response.text()
+        );
     }
 }
 
@@ -18,7 +23,10 @@ fn health_reports_true() {
 fn reference_version_shape() {
     let reference = Server::reference();
     let json = reference.http_get("/version").json();
-    assert_eq!(json, serde_json::json!({"etcdserver": "3.4.23", "etcdcluster": "3.4.0"}));
+    assert_eq!(
+        json,
+        serde_json::json!({"etcdserver": "3.4.23", "etcdcluster": "3.4.0"})
+    );
 }
 
 #[test]
@@ -37,8 +45,13 @@ fn ours_reports_an_etcd_3_5_version() {
         parts.len() == 3 && parts[0] == "3" && parts[1] == "5" && parts[2].parse::<u32>().is_ok(),
         "etcdserver must be 3.5.x: {server}"
     );
-    let cluster = json["etcdcluster"].as_str().expect("etcdcluster is a string");
-    assert!(cluster.starts_with("3.5."), "etcdcluster must be 3.5.x: {cluster}");
+    let cluster = json["etcdcluster"]
+        .as_str()
+        .expect("etcdcluster is a string");
+    assert!(
+        cluster.starts_with("3.5."),
+        "etcdcluster must be 3.5.x: {cluster}"
+    );
 }
 
 #[test]
@@ -51,7 +64,10 @@ fn metrics_expose_etcd_names() {
         let label = server.flavour().label();
         assert_eq!(response.status, 200, "{label}");
         assert!(
-            response.header("content-type").unwrap_or_default().starts_with("text/plain"),
+            response
+                .header("content-type")
+                .unwrap_or_default()
+                .starts_with("text/plain"),
             "{label}: {:?}",
             response.headers
         );
@@ -63,7 +79,10 @@ fn metrics_expose_etcd_names() {
             "etcd_disk_wal_fsync_duration_seconds_count",
             "etcd_mvcc_db_total_size_in_bytes",
         ] {
-            assert!(text.lines().any(|l| l.starts_with(name)), "{label}: /metrics lacks {name}");
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{label}: /metrics lacks {name}"
+            );
         }
     }
 }

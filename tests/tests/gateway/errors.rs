@@ -30,39 +30,103 @@ fn server_errors_match_reference() {
         raw_call("kv/deleterange", "{}"),
         call("kv/range", json!({"key": b64("a"), "revision": "100"})),
         call("kv/txn", json!({"success": too_many})),
-        call("kv/txn", json!({"success": [
-            {"request_put": {"key": b64("k"), "value": b64("1")}},
-            {"request_put": {"key": b64("k"), "value": b64("2")}}
-        ]})),
-        call("kv/txn", json!({"success": [
-            {"request_put": {"key": b64("k"), "value": b64("1")}},
-            {"request_delete_range": {"key": b64("a"), "range_end": b64("z")}}
-        ]})),
-        call("kv/txn", json!({"success": [
-            {"request_put": {"key": b64("k"), "value": b64("1")}},
-            {"request_txn": {"success": [{"request_put": {"key": b64("k"), "value": b64("2")}}]}}
-        ]})),
-        call("kv/put", json!({"key": b64("big"), "value": b64_bytes(&vec![b'x'; DEFAULT_MAX_REQUEST_BYTES + 30 * 1024])})),
-        call("kv/put", json!({"key": b64("missing"), "ignore_value": true})),
-        call("kv/put", json!({"key": b64("missing"), "value": b64("v"), "ignore_lease": true})),
+        call(
+            "kv/txn",
+            json!({"success": [
+                {"request_put": {"key": b64("k"), "value": b64("1")}},
+                {"request_put": {"key": b64("k"), "value": b64("2")}}
+            ]}),
+        ),
+        call(
+            "kv/txn",
+            json!({"success": [
+                {"request_put": {"key": b64("k"), "value": b64("1")}},
+                {"request_delete_range": {"key": b64("a"), "range_end": b64("z")}}
+            ]}),
+        ),
+        call(
+            "kv/txn",
+            json!({"success": [
+                {"request_put": {"key": b64("k"), "value": b64("1")}},
+                {"request_txn": {"success": [{"request_put": {"key": b64("k"), "value": b64("2")}}]}}
+            ]}),
+        ),
+        call(
+            "kv/put",
+            json!({"key": b64("big"), "value": b64_bytes(&vec![b'x'; DEFAULT_MAX_REQUEST_BYTES + 30 * 1024])}),
+        ),
+        call(
+            "kv/put",
+            json!({"key": b64("missing"), "ignore_value": true}),
+        ),
+        call(
+            "kv/put",
+            json!({"key": b64("missing"), "value": b64("v"), "ignore_lease": true}),
+        ),
         call("kv/put", json!({"key": b64("a"), "ignore_value": true})),
         call("kv/compaction", json!({"revision": "100"})),
         call("kv/compaction", json!({"revision": "2"})),
         call("kv/compaction", json!({"revision": "2"})),
         call("kv/compaction", json!({"revision": "1"})),
         call("kv/range", json!({"key": b64("a"), "revision": "1"})),
-        call("kv/put", json!({"key": b64("a"), "value": b64("1"), "unknown_field": 1})),
+        call(
+            "kv/put",
+            json!({"key": b64("a"), "value": b64("1"), "unknown_field": 1}),
+        ),
         call("kv/range", json!({"key": b64("a"), "revision": 2})),
     ];
     let answers = compare_gateway(&reference, &ours, "/v3", &calls);
-    let error = |i: usize| (answers[i].status, answers[i].body["code"].clone(), answers[i].body["message"].clone());
-    assert_eq!(error(1), (400, json!(3), json!("etcdserver: key is not provided")));
-    assert_eq!(error(6), (400, json!(11), json!("etcdserver: mvcc: required revision is a future revision")));
-    assert_eq!(error(7), (400, json!(3), json!("etcdserver: too many operations in txn request")));
-    assert_eq!(error(8), (400, json!(3), json!("etcdserver: duplicate key given in txn request")));
-    assert_eq!(error(11), (400, json!(3), json!("etcdserver: request is too large")));
-    assert_eq!(error(12), (400, json!(3), json!("etcdserver: key not found")));
-    assert_eq!(error(17), (400, json!(11), json!("etcdserver: mvcc: required revision has been compacted")));
+    let error = |i: usize| {
+        (
+            answers[i].status,
+            answers[i].body["code"].clone(),
+            answers[i].body["message"].clone(),
+        )
+    };
+    assert_eq!(
+        error(1),
+        (400, json!(3), json!("etcdserver: key is not provided"))
+    );
+    assert_eq!(
+        error(6),
+        (
+            400,
+            json!(11),
+            json!("etcdserver: mvcc: required revision is a future revision")
+        )
+    );
+    assert_eq!(
+        error(7),
+        (
+            400,
+            json!(3),
+            json!("etcdserver: too many operations in txn request")
+        )
+    );
+    assert_eq!(
+        error(8),
+        (
+            400,
+            json!(3),
+            json!("etcdserver: duplicate key given in txn request")
+        )
+    );
+    assert_eq!(
+        error(11),
+        (400, json!(3), json!("etcdserver: request is too large"))
+    );
+    assert_eq!(
+        error(12),
+        (400, json!(3), json!("etcdserver: key not found"))
+    );
+    assert_eq!(
+        error(17),
+        (
+            400,
+            json!(11),
+            json!("etcdserver: mvcc: required revision has been compacted")
+        )
+    );
     assert_eq!(answers[20].status, 200);
 }
 
@@ -71,9 +135,17 @@ fn server_errors_match_reference() {
 fn assert_decode_error(server: &Server, path: &str, body: &str) -> Value {
     let response = server.http_post(path, body);
     let label = server.flavour().label();
-    assert_eq!(response.status, 400, "{label} POST {path} {body}: {}", response.text());
+    assert_eq!(
+        response.status,
+        400,
+        "{label} POST {path} {body}: {}",
+        response.text()
+    );
     assert!(
-        response.header("content-type").unwrap_or_default().starts_with("application/json"),
+        response
+            .header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/json"),
         "{label}: {:?}",
         response.headers
     );
@@ -137,6 +209,11 @@ fn errors_carry_json_content_type() {
     for server in [&reference, &ours] {
         let response = server.http_post("/v3/kv/put", r#"{"key":""}"#);
         assert_eq!(response.status, 400);
-        assert_eq!(response.header("content-type"), Some("application/json"), "{}", server.flavour().label());
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{}",
+            server.flavour().label()
+        );
     }
 }

@@ -9,33 +9,51 @@ use serde_json::json;
 pub fn kv_calls() -> Vec<Call> {
     vec![
         call("kv/put", json!({"key": b64("foo"), "value": b64("bar")})),
-        call("kv/put", json!({"key": b64("foo"), "value": b64("bar_new"), "prev_kv": true})),
+        call(
+            "kv/put",
+            json!({"key": b64("foo"), "value": b64("bar_new"), "prev_kv": true}),
+        ),
         call("kv/put", json!({"key": b64("foo1"), "value": b64("bar1")})),
         call("kv/range", json!({"key": b64("foo")})),
-        call("kv/range", json!({"key": b64("foo"), "range_end": b64_prefix_end("foo")})),
-        call("kv/range", json!({"key": b64("foo"), "range_end": b64_prefix_end("foo"), "revision": "2"})),
+        call(
+            "kv/range",
+            json!({"key": b64("foo"), "range_end": b64_prefix_end("foo")}),
+        ),
+        call(
+            "kv/range",
+            json!({"key": b64("foo"), "range_end": b64_prefix_end("foo"), "revision": "2"}),
+        ),
         call("kv/range", json!({"key": b64("missing")})),
-        call("kv/txn", json!({
-            "compare": [{"key": b64("foo"), "target": "VALUE", "result": "EQUAL", "value": b64("bar_new")}],
-            "success": [
-                {"request_put": {"key": b64("t"), "value": b64("1")}},
-                {"request_range": {"key": b64("foo")}},
-                {"request_delete_range": {"key": b64("none")}}
-            ],
-            "failure": [{"request_range": {"key": b64("foo1")}}]
-        })),
-        call("kv/txn", json!({
-            "compare": [{"key": b64("foo"), "target": "VALUE", "result": "EQUAL", "value": b64("x")}],
-            "success": [{"request_range": {"key": b64("foo")}}],
-            "failure": [
-                {"request_range": {"key": b64("foo1"), "keys_only": true}},
-                {"request_put": {"key": b64("u"), "value": b64("2"), "prev_kv": true}}
-            ]
-        })),
+        call(
+            "kv/txn",
+            json!({
+                "compare": [{"key": b64("foo"), "target": "VALUE", "result": "EQUAL", "value": b64("bar_new")}],
+                "success": [
+                    {"request_put": {"key": b64("t"), "value": b64("1")}},
+                    {"request_range": {"key": b64("foo")}},
+                    {"request_delete_range": {"key": b64("none")}}
+                ],
+                "failure": [{"request_range": {"key": b64("foo1")}}]
+            }),
+        ),
+        call(
+            "kv/txn",
+            json!({
+                "compare": [{"key": b64("foo"), "target": "VALUE", "result": "EQUAL", "value": b64("x")}],
+                "success": [{"request_range": {"key": b64("foo")}}],
+                "failure": [
+                    {"request_range": {"key": b64("foo1"), "keys_only": true}},
+                    {"request_put": {"key": b64("u"), "value": b64("2"), "prev_kv": true}}
+                ]
+            }),
+        ),
         call("kv/txn", json!({})),
         call("kv/deleterange", json!({"key": b64("t"), "prev_kv": true})),
         call("kv/deleterange", json!({"key": b64("t")})),
-        call("kv/deleterange", json!({"key": b64("f"), "range_end": b64("g")})),
+        call(
+            "kv/deleterange",
+            json!({"key": b64("f"), "range_end": b64("g")}),
+        ),
         call("kv/range", json!({"key": "AA==", "range_end": "AA=="})),
         call("kv/compaction", json!({"revision": "3"})),
         call("kv/compaction", json!({"revision": "3"})),
@@ -107,6 +125,13 @@ fn txn_compare_targets_and_results_match_reference() {
         json!({"compare": [{"key": b64("a"), "target": "VALUE", "result": "EQUAL"}]}),
     ));
     let answers = compare_gateway(&reference, &ours, "/v3", &calls);
-    assert_eq!(answers[3].body["succeeded"], serde_json::Value::Null, "VALUE EQUAL 2 on b=3 fails");
-    assert_eq!(answers[answers.len() - 2].body["kvs"][0]["value"], b64("nested"));
+    assert_eq!(
+        answers[3].body["succeeded"],
+        serde_json::Value::Null,
+        "VALUE EQUAL 2 on b=3 fails"
+    );
+    assert_eq!(
+        answers[answers.len() - 2].body["kvs"][0]["value"],
+        b64("nested")
+    );
 }

@@ -20,7 +20,10 @@ fn v3beta_matches_reference() {
 fn v3alpha_on_ours_matches_reference_v3() {
     let (reference, ours) = Server::pair(&[]);
     let probe = reference.http_post("/v3alpha/kv/range", &json!({"key": b64("foo")}).to_string());
-    assert_eq!(probe.status, 404, "the reference etcd 3.4 has no /v3alpha gateway");
+    assert_eq!(
+        probe.status, 404,
+        "the reference etcd 3.4 has no /v3alpha gateway"
+    );
     let answers = compare_gateway_prefixes(&reference, "/v3", &ours, "/v3alpha", &kv_calls());
     assert_eq!(answers[0].status, 200);
 }
@@ -51,7 +54,11 @@ fn all_prefixes_share_one_store_on_ours() {
             &call("kv/put", json!({"key": b64("k"), "value": b64(prefix)})).body,
         );
         assert_eq!(put.status, 200, "{prefix}: {}", put.text());
-        assert_eq!(put.json()["header"]["revision"], (i + 2).to_string(), "{prefix}");
+        assert_eq!(
+            put.json()["header"]["revision"],
+            (i + 2).to_string(),
+            "{prefix}"
+        );
     }
     let range = ours.http_post("/v3/kv/range", &json!({"key": b64("k")}).to_string());
     assert_eq!(range.json()["kvs"][0]["value"], b64("/v3alpha"));

@@ -8,10 +8,19 @@ use serde_json::{Value, json};
 
 /// Distinct versions, create and mod revisions per key; revisions 2..=9.
 fn fixture() -> Vec<Call> {
-    [("a", "3"), ("b", "1"), ("c", "2"), ("a", "1"), ("d", "0"), ("b", "5"), ("b", "4"), ("e", "9")]
-        .iter()
-        .map(|(k, v)| call("kv/put", json!({"key": b64(k), "value": b64(v)})))
-        .collect()
+    [
+        ("a", "3"),
+        ("b", "1"),
+        ("c", "2"),
+        ("a", "1"),
+        ("d", "0"),
+        ("b", "5"),
+        ("b", "4"),
+        ("e", "9"),
+    ]
+    .iter()
+    .map(|(k, v)| call("kv/put", json!({"key": b64(k), "value": b64(v)})))
+    .collect()
 }
 
 /// A range over every key with extra fields merged in.
@@ -63,7 +72,9 @@ fn limit_with_every_sort_matches_reference() {
     for target in ["KEY", "VERSION", "CREATE", "MOD", "VALUE"] {
         for order in ["NONE", "ASCEND", "DESCEND"] {
             for limit in ["0", "2"] {
-                calls.push(all_keys(json!({"sort_target": target, "sort_order": order, "limit": limit})));
+                calls.push(all_keys(
+                    json!({"sort_target": target, "sort_order": order, "limit": limit}),
+                ));
             }
         }
     }
