@@ -4,7 +4,7 @@
 //! - deterministic ones (`Compacted`, `KeyNotFound`, ...) follow from the
 //!   request and the replicated state alone, so every member computes the same
 //!   one; the apply loop may return them to the client;
-//! - non-deterministic ones (`Backend`, `Corrupted`) come from this member's
+//! - non-deterministic ones (`Backend`, `Io`, `Corrupted`) come from this member's
 //!   disk; turning them into a client answer would let replicas diverge, so the
 //!   member must stop instead.
 //!
@@ -47,6 +47,9 @@ pub enum Error {
     /// The storage engine failed (I/O, full disk, ...).
     #[error("mvcc: backend: {0}")]
     Backend(#[source] Box<redb::Error>),
+    /// An operating-system call failed (starting the compactor thread).
+    #[error("mvcc: io: {0}")]
+    Io(#[from] std::io::Error),
     /// The backend holds data that contradicts the index or cannot be decoded.
     #[error("mvcc: corrupted backend: {0}")]
     Corrupted(String),
@@ -56,7 +59,7 @@ impl Error {
     /// Whether every member computes this same error for the same request, so it
     /// may be returned from apply (false: the member must stop).
     pub fn is_deterministic(&self) -> bool {
-        !matches!(self, Error::Backend(_) | Error::Corrupted(_))
+        !matches!(self, Error::Backend(_) | Error::Io(_) | Error::Corrupted(_))
     }
 }
 

@@ -120,8 +120,7 @@ impl Store {
         let worker = shared.clone();
         let compactor = std::thread::Builder::new()
             .name("mvcc-compactor".into())
-            .spawn(move || compactor::run(worker))
-            .map_err(|e| Error::Corrupted(format!("cannot start the compactor thread: {e}")))?;
+            .spawn(move || compactor::run(worker))?;
         Ok(Store {
             shared,
             compactor: Some(compactor),

@@ -162,7 +162,7 @@ impl<'a> WriteBatch<'a> {
 
     /// Reads like [`Store::range`](crate::Store::range), but sees this
     /// batch's writes.
-    pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let op = Op {
             begin: self.rev,
             sub: 0,

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message as _;
 use retcd_api::etcdserverpb::{InternalRaftRequest, internal_raft_request::Request};
+use retcd_api::mvccpb::Event;
 use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
 use tokio::sync::watch;
@@ -75,13 +76,13 @@ impl Applier {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = self.store.write()?;
-            let mut results = Vec::new();
+            let mut out = BatchOutput::default();
             let mut applied = 0usize;
             if let Some(first) = first {
-                applied += self.apply(&mut batch, first, &mut results)?;
+                applied += self.apply(&mut batch, first, &mut out)?;
                 while applied < MAX_BATCH_ENTRIES {
                     match entries.try_recv() {
-                        Ok(more) => applied += self.apply(&mut batch, more, &mut results)?,
+                        Ok(more) => applied += self.apply(&mut batch, more, &mut out)?,
                         Err(_) => break,
                     }
                 }
@@ -89,8 +90,6 @@ impl Applier {
             since_durable += applied as u64;
             let durable = since_durable > 0
                 && (last_durable.elapsed() >= DURABLE_INTERVAL || since_durable >= DURABLE_ENTRIES);
-            // The watch hub (a later issue) consumes these; until then they are dropped.
-            drop(batch.take_events());
             if applied == 0 && !durable {
                 continue;
             }
@@ -103,12 +102,12 @@ impl Applier {
             }
             metrics::PROPOSALS_APPLIED.set(index as i64);
             self.applied.send_replace(index);
-            self.waiters.fire(results);
+            self.publish(out);
         }
-        let mut batch = self.store.write()?;
-        drop(batch.take_events());
+        let batch = self.store.write()?;
         batch.commit(true)?;
-        self.raft.report_durable_applied(self.store.consistent_index());
+        self.raft
+            .report_durable_applied(self.store.consistent_index());
         Ok(())
     }
 
@@ -117,13 +116,13 @@ impl Applier {
         &self,
         batch: &mut WriteBatch<'_>,
         apply: Apply,
-        results: &mut Vec<(u64, ApplyResult)>,
+        out: &mut BatchOutput,
     ) -> anyhow::Result<usize> {
         match apply {
             Apply::Entries(entries) => {
                 let n = entries.len();
                 for entry in entries {
-                    self.apply_entry(batch, &entry, results)?;
+                    self.apply_entry(batch, &entry, out)?;
                 }
                 Ok(n)
             }
@@ -140,7 +139,7 @@ impl Applier {
         &self,
         batch: &mut WriteBatch<'_>,
         entry: &Entry,
-        results: &mut Vec<(u64, ApplyResult)>,
+        out: &mut BatchOutput,
     ) -> anyhow::Result<()> {
         if entry.index <= self.store.consistent_index() {
             return Ok(());
@@ -150,12 +149,13 @@ impl Applier {
                 let request = InternalRaftRequest::decode(entry.data.as_ref())?;
                 if let Some(req) = request.request {
                     let result = execute(batch, req);
-                    if let Err(e) = &result {
-                        if !e.is_deterministic() {
-                            anyhow::bail!("applying entry {}: {e}", entry.index);
-                        }
+                    if let Err(e) = &result
+                        && !e.is_deterministic()
+                    {
+                        anyhow::bail!("applying entry {}: {e}", entry.index);
                     }
-                    results.push((request.id, result));
+                    out.results.push((request.id, result));
+                    out.events.extend(batch.take_events());
                 }
             }
             EntryType::EntryNormal => {}
@@ -167,6 +167,25 @@ impl Applier {
         batch.set_consistent_index(entry.index, entry.term);
         Ok(())
     }
+}
+
+impl Applier {
+    /// Hands a committed batch's outcome on: events to their consumers,
+    /// results to the waiting proposers.
+    fn publish(&self, out: BatchOutput) {
+        // Watchers (their own issue) will consume the events; until then nobody does.
+        drop(out.events);
+        self.waiters.fire(out.results);
+    }
+}
+
+/// What applying one batch produced, handed on once the batch is committed.
+#[derive(Default)]
+struct BatchOutput {
+    /// Results for proposers, by request id.
+    results: Vec<(u64, ApplyResult)>,
+    /// Every event of the batch, in revision order.
+    events: Vec<Event>,
 }
 
 /// Executes one client request inside the batch.

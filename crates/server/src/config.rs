@@ -24,7 +24,11 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Command-line flags, named and defaulted as etcd's.
 #[derive(Debug, Parser)]
-#[command(name = "etcd", disable_version_flag = true, about = "retcd: etcd, rewritten in Rust")]
+#[command(
+    name = "etcd",
+    disable_version_flag = true,
+    about = "retcd: etcd, rewritten in Rust"
+)]
 pub struct Flags {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -33,16 +37,32 @@ pub struct Flags {
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// URLs to listen on for client traffic (comma-separated).
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub listen_client_urls: String,
     /// Client URLs advertised to the rest of the cluster (comma-separated).
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub advertise_client_urls: String,
     /// URLs to listen on for peer traffic (comma-separated).
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub listen_peer_urls: String,
     /// This member's peer URLs advertised to the rest of the cluster.
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping: `name=url,...`.
     #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
@@ -51,7 +71,11 @@ pub struct Flags {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token, mixed into member and cluster ids.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
@@ -223,7 +247,9 @@ fn merge_file(file: FileConfig) -> Flags {
     Flags {
         name: file.name.unwrap_or(defaults.name),
         data_dir: file.data_dir.or(defaults.data_dir),
-        listen_client_urls: file.listen_client_urls.unwrap_or(defaults.listen_client_urls),
+        listen_client_urls: file
+            .listen_client_urls
+            .unwrap_or(defaults.listen_client_urls),
         advertise_client_urls: file
             .advertise_client_urls
             .unwrap_or(defaults.advertise_client_urls),
@@ -238,10 +264,14 @@ fn merge_file(file: FileConfig) -> Flags {
         initial_cluster_token: file
             .initial_cluster_token
             .unwrap_or(defaults.initial_cluster_token),
-        heartbeat_interval: file.heartbeat_interval.unwrap_or(defaults.heartbeat_interval),
+        heartbeat_interval: file
+            .heartbeat_interval
+            .unwrap_or(defaults.heartbeat_interval),
         election_timeout: file.election_timeout.unwrap_or(defaults.election_timeout),
         snapshot_count: file.snapshot_count.unwrap_or(defaults.snapshot_count),
-        quota_backend_bytes: file.quota_backend_bytes.unwrap_or(defaults.quota_backend_bytes),
+        quota_backend_bytes: file
+            .quota_backend_bytes
+            .unwrap_or(defaults.quota_backend_bytes),
         max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
         max_txn_ops: file.max_txn_ops.unwrap_or(defaults.max_txn_ops),
         log_level: file.log_level.unwrap_or(defaults.log_level),
@@ -333,9 +363,10 @@ mod tests {
 
     #[test]
     fn initial_cluster_groups_urls_by_name() {
-        let members =
-            parse_initial_cluster("a=http://1.1.1.1:2380,b=http://2.2.2.2:2380,a=http://1.1.1.1:2381")
-                .unwrap();
+        let members = parse_initial_cluster(
+            "a=http://1.1.1.1:2380,b=http://2.2.2.2:2380,a=http://1.1.1.1:2381",
+        )
+        .unwrap();
         assert_eq!(members.len(), 2);
         assert_eq!(members[0].peer_urls.len(), 2);
         assert!(parse_initial_cluster("a").is_err());
@@ -367,7 +398,13 @@ mod tests {
 
     #[test]
     fn election_timeout_must_cover_heartbeats() {
-        let flags = Flags::parse_from(["etcd", "--heartbeat-interval", "100", "--election-timeout", "200"]);
+        let flags = Flags::parse_from([
+            "etcd",
+            "--heartbeat-interval",
+            "100",
+            "--election-timeout",
+            "200",
+        ]);
         assert!(Config::from_flags(flags).is_err());
     }
 }

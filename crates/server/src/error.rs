@@ -140,14 +140,26 @@ mod tests {
                 Code::InvalidArgument,
                 "etcdserver: key not found",
             ),
-            (Error::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
+            (
+                Error::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
             (
                 Error::TooManyOps,
                 Code::InvalidArgument,
                 "etcdserver: too many operations in txn request",
             ),
-            (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (Error::Timeout, Code::Unavailable, "etcdserver: request timed out"),
+            (
+                Error::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                Error::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
         ];
         for (err, code, text) in cases {
             let status = Status::from(err);

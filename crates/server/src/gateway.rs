@@ -38,8 +38,14 @@ const PREFIXES: &[&str] = &["/v3", "/v3beta", "/v3alpha"];
 const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::CONTENT_TYPE, "application/json"),
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-    (header::ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS, PUT, DELETE"),
-    (header::ACCESS_CONTROL_ALLOW_HEADERS, "accept, content-type, authorization"),
+    (
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "POST, GET, OPTIONS, PUT, DELETE",
+    ),
+    (
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "accept, content-type, authorization",
+    ),
 ];
 
 /// What the gateway handlers share.
@@ -92,8 +98,14 @@ pub async fn fallback(request: axum::extract::Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if is_grpc {
-        let path = request.uri().path().to_string();
-        return Status::unimplemented(format!("unknown service or method {path}"))
+        // grpc-go's text, which clients print: the service is the first path segment.
+        let path = request.uri().path();
+        let service = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        return Status::unimplemented(format!("unknown service {service}"))
             .into_http::<axum::body::Body>();
     }
     (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
@@ -147,7 +159,8 @@ struct ErrorBody<'a> {
 
 /// An error answer for `code` with `message`.
 fn error_response(code: Code, message: &str) -> Response {
-    let status = StatusCode::from_u16(http_status(code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(http_status(code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(
         status,
         &ErrorBody {
@@ -160,27 +173,42 @@ fn error_response(code: Code, message: &str) -> Response {
 
 /// POST /v3/kv/range.
 async fn kv_range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, g.max_message, |req| async move { g.kv.range(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move {
+        g.kv.range(tonic::Request::new(req)).await
+    })
+    .await
 }
 
 /// POST /v3/kv/put.
 async fn kv_put(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, g.max_message, |req| async move { g.kv.put(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move {
+        g.kv.put(tonic::Request::new(req)).await
+    })
+    .await
 }
 
 /// POST /v3/kv/deleterange.
 async fn kv_delete_range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, g.max_message, |req| async move { g.kv.delete_range(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move {
+        g.kv.delete_range(tonic::Request::new(req)).await
+    })
+    .await
 }
 
 /// POST /v3/kv/txn.
 async fn kv_txn(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, g.max_message, |req| async move { g.kv.txn(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move {
+        g.kv.txn(tonic::Request::new(req)).await
+    })
+    .await
 }
 
 /// POST /v3/kv/compaction.
 async fn kv_compaction(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, g.max_message, |req| async move { g.kv.compact(tonic::Request::new(req)).await }).await
+    unary(body, g.max_message, |req| async move {
+        g.kv.compact(tonic::Request::new(req)).await
+    })
+    .await
 }
 
 /// GET /health: healthy while the member knows a leader.
@@ -190,7 +218,11 @@ async fn health(State(g): State<Gateway>) -> Response {
         "health": if healthy { "true" } else { "false" },
         "reason": if healthy { "" } else { "RAFT NO LEADER" },
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(status, &body)
 }
 

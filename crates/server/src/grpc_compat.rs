@@ -63,12 +63,15 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -89,7 +92,10 @@ mod tests {
             .as_deref(),
             Some("grpc: received message larger than max (2200010 vs. 2097152)")
         );
-        assert_eq!(grpc_go_too_large("etcdserver: mvcc: required revision is a future revision"), None);
+        assert_eq!(
+            grpc_go_too_large("etcdserver: mvcc: required revision is a future revision"),
+            None
+        );
     }
 
     #[tokio::test]
@@ -101,12 +107,16 @@ mod tests {
         let rewritten = rewrite_errors(response).await;
         let status = tonic::Status::from_header_map(rewritten.headers()).unwrap();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-        assert_eq!(status.message(), "grpc: received message larger than max (2200010 vs. 2097152)");
+        assert_eq!(
+            status.message(),
+            "grpc: received message larger than max (2200010 vs. 2097152)"
+        );
     }
 
     #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b%3A"), "a b:");
         assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%é"), "%é");
     }
 }

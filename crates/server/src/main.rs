@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("etcd: starting the runtime: {e}");

@@ -168,7 +168,10 @@ fn identity(cfg: &Config, store: &Store) -> anyhow::Result<(u64, u64)> {
     let read = |key: &[u8]| -> anyhow::Result<Option<u64>> {
         Ok(match store.meta_get(key)? {
             Some(bytes) => Some(u64::from_be_bytes(
-                bytes.as_slice().try_into().context("corrupt id in backend meta")?,
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .context("corrupt id in backend meta")?,
             )),
             None => None,
         })
@@ -177,7 +180,9 @@ fn identity(cfg: &Config, store: &Store) -> anyhow::Result<(u64, u64)> {
         return Ok((member, cluster));
     }
     if cfg.initial_cluster_state != "new" {
-        bail!("--initial-cluster-state=existing: joining a cluster arrives with multi-member support");
+        bail!(
+            "--initial-cluster-state=existing: joining a cluster arrives with multi-member support"
+        );
     }
     let Some(local) = cfg.initial_cluster.iter().find(|m| m.name == cfg.name) else {
         bail!(
@@ -198,7 +203,9 @@ fn identity(cfg: &Config, store: &Store) -> anyhow::Result<(u64, u64)> {
         );
     }
     if cfg.initial_cluster.len() > 1 {
-        bail!("multi-member clusters are not supported yet: --initial-cluster must list only this member");
+        bail!(
+            "multi-member clusters are not supported yet: --initial-cluster must list only this member"
+        );
     }
     let member = ids::member_id(&local.peer_urls, &cfg.initial_cluster_token);
     let cluster = ids::cluster_id(&[member]);

@@ -146,7 +146,9 @@ impl EtcdServer {
 
     /// Completes a header the store started (it knows only the revision).
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
-        let revision = header.as_ref().map_or_else(|| self.store.current_revision(), |h| h.revision);
+        let revision = header
+            .as_ref()
+            .map_or_else(|| self.store.current_revision(), |h| h.revision);
         *header = Some(self.header(revision));
     }
 

@@ -48,7 +48,10 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = req.into_inner();
         validate::put(&req)?;
-        match self.propose(internal_raft_request::Request::Put(req)).await? {
+        match self
+            .propose(internal_raft_request::Request::Put(req))
+            .await?
+        {
             Applied::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -63,7 +66,10 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = req.into_inner();
         validate::delete_range(&req)?;
-        match self.propose(internal_raft_request::Request::DeleteRange(req)).await? {
+        match self
+            .propose(internal_raft_request::Request::DeleteRange(req))
+            .await?
+        {
             Applied::DeleteRange(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -75,7 +81,10 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = req.into_inner();
         validate::txn(&req, self.server.cfg.max_txn_ops)?;
-        match self.propose(internal_raft_request::Request::Txn(req)).await? {
+        match self
+            .propose(internal_raft_request::Request::Txn(req))
+            .await?
+        {
             Applied::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -90,7 +99,10 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = req.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        match self.propose(internal_raft_request::Request::Compaction(req)).await? {
+        match self
+            .propose(internal_raft_request::Request::Compaction(req))
+            .await?
+        {
             Applied::Compaction(mut resp) => {
                 if physical {
                     let store = self.server.store.clone();

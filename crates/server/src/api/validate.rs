@@ -103,30 +103,70 @@ mod tests {
             ..Default::default()
         };
         let cases: Vec<(&str, Result<()>, Option<&str>)> = vec![
-            ("empty range key", range(&RangeRequest::default()), Some("etcdserver: key is not provided")),
+            (
+                "empty range key",
+                range(&RangeRequest::default()),
+                Some("etcdserver: key is not provided"),
+            ),
             (
                 "bad sort order",
-                range(&RangeRequest { key: b"a".to_vec(), sort_order: 7, ..Default::default() }),
+                range(&RangeRequest {
+                    key: b"a".to_vec(),
+                    sort_order: 7,
+                    ..Default::default()
+                }),
                 Some("etcdserver: invalid sort option"),
             ),
-            ("empty put key", put(&PutRequest::default()), Some("etcdserver: key is not provided")),
+            (
+                "empty put key",
+                put(&PutRequest::default()),
+                Some("etcdserver: key is not provided"),
+            ),
             (
                 "ignore_value with value",
-                put(&PutRequest { key: b"a".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() }),
+                put(&PutRequest {
+                    key: b"a".to_vec(),
+                    value: b"v".to_vec(),
+                    ignore_value: true,
+                    ..Default::default()
+                }),
                 Some("etcdserver: value is provided"),
             ),
             (
                 "ignore_lease with lease",
-                put(&PutRequest { key: b"a".to_vec(), lease: 5, ignore_lease: true, ..Default::default() }),
+                put(&PutRequest {
+                    key: b"a".to_vec(),
+                    lease: 5,
+                    ignore_lease: true,
+                    ..Default::default()
+                }),
                 Some("etcdserver: lease is provided"),
             ),
-            ("empty delete key", delete_range(&DeleteRangeRequest::default()), Some("etcdserver: key is not provided")),
-            ("txn over max ops", txn(&too_many, 3), Some("etcdserver: too many operations in txn request")),
+            (
+                "empty delete key",
+                delete_range(&DeleteRangeRequest::default()),
+                Some("etcdserver: key is not provided"),
+            ),
+            (
+                "txn over max ops",
+                txn(&too_many, 3),
+                Some("etcdserver: too many operations in txn request"),
+            ),
             ("txn at max ops", txn(&too_many, 4), None),
-            ("nested empty key", txn(&nested_empty_key, 4), Some("etcdserver: key is not provided")),
+            (
+                "nested empty key",
+                txn(&nested_empty_key, 4),
+                Some("etcdserver: key is not provided"),
+            ),
             (
                 "duplicate put",
-                txn(&TxnRequest { success: vec![put_op("a"), put_op("a")], ..Default::default() }, 8),
+                txn(
+                    &TxnRequest {
+                        success: vec![put_op("a"), put_op("a")],
+                        ..Default::default()
+                    },
+                    8,
+                ),
                 Some("etcdserver: duplicate key given in txn request"),
             ),
         ];
