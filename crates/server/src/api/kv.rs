@@ -5,7 +5,7 @@ use std::sync::Arc;
 use retcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse, internal_raft_request,
-    kv_server::Kv,
+    kv_server::Kv, request_op,
 };
 use tonic::{Request, Response, Status};
 
@@ -25,6 +25,18 @@ impl KvService {
     async fn propose(&self, request: internal_raft_request::Request) -> Result<Applied, Status> {
         Ok(self.server.propose(request).await?)
     }
+}
+
+/// Whether every range of a txn, nested ones included, is serializable.
+fn is_txn_serializable(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(r)) => r.serializable,
+            Some(request_op::Request::RequestTxn(t)) => is_txn_serializable(t),
+            _ => true,
+        })
 }
 
 /// Panics on an apply result of the wrong kind: the applier pairs each request with its own response.
@@ -81,6 +93,15 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = req.into_inner();
         validate::txn(&req, self.server.cfg.max_txn_ops)?;
+        if retcd_mvcc::is_txn_read_only(&req) {
+            // Like a range: no raft entry, only a read barrier unless every read is serializable.
+            if !is_txn_serializable(&req) {
+                self.server.linearizable_read_barrier().await?;
+            }
+            let mut resp = self.server.store.txn_read_only(&req).map_err(Error::from)?;
+            self.server.fill_header(&mut resp.header);
+            return Ok(Response::new(resp));
+        }
         match self
             .propose(internal_raft_request::Request::Txn(req))
             .await?
