@@ -55,4 +55,4 @@ mod testutil;
 pub use error::{Error, Result};
 pub use store::Store;
 pub use txn::{check_txn_duplicates, is_txn_read_only};
-pub use write::WriteBatch;
+pub use write::{WriteBatch, check_put_request};

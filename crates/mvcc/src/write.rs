@@ -305,15 +305,7 @@ impl<'a> WriteBatch<'a> {
         lease_exists: &dyn Fn(i64) -> bool,
         in_txn: bool,
     ) -> Result<PutResponse> {
-        if req.key.is_empty() {
-            return Err(Error::EmptyKey);
-        }
-        if req.ignore_value && !req.value.is_empty() {
-            return Err(Error::ValueProvided);
-        }
-        if req.ignore_lease && req.lease != 0 {
-            return Err(Error::LeaseProvided);
-        }
+        check_put_request(req)?;
         let check_lease = || {
             if req.lease != 0 && !lease_exists(req.lease) {
                 return Err(Error::LeaseNotFound);
@@ -541,4 +533,20 @@ impl Drop for WriteBatch<'_> {
             self.rollback(0, 0);
         }
     }
+}
+
+/// The checks a put passes before it may touch the store: a key, and no value
+/// or lease beside the matching `ignore_*` flag. The server runs them before
+/// proposing too, so a bad put never reaches the raft log.
+pub fn check_put_request(req: &PutRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if req.ignore_value && !req.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if req.ignore_lease && req.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
 }

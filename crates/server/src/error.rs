@@ -27,12 +27,6 @@ pub enum Error {
     /// The request exceeds `--max-request-bytes`.
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
-    /// `ignore_value` with a value.
-    #[error("etcdserver: value is provided")]
-    ValueProvided,
-    /// `ignore_lease` with a lease.
-    #[error("etcdserver: lease is provided")]
-    LeaseProvided,
     /// The request was not applied in time.
     #[error("etcdserver: request timed out")]
     Timeout,
@@ -66,8 +60,6 @@ impl Error {
             Error::EmptyKey
             | Error::TooManyOps
             | Error::RequestTooLarge
-            | Error::ValueProvided
-            | Error::LeaseProvided
             | Error::InvalidSortOption => Code::InvalidArgument,
         }
     }

@@ -23,16 +23,7 @@ pub fn range(req: &RangeRequest) -> Result<()> {
 
 /// Checks a put: a key, and no value or lease alongside the matching ignore flag.
 pub fn put(req: &PutRequest) -> Result<()> {
-    if req.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if req.ignore_value && !req.value.is_empty() {
-        return Err(Error::ValueProvided);
-    }
-    if req.ignore_lease && req.lease != 0 {
-        return Err(Error::LeaseProvided);
-    }
-    Ok(())
+    Ok(retcd_mvcc::check_put_request(req)?)
 }
 
 /// Checks a delete: a key.
