@@ -275,6 +275,25 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit;
+    /// returns its exit status, or `None` (after a SIGKILL) if it did not stop.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Starts the process again on the same data dir, ports and flags, and
     /// waits until it is ready; kills a running process first.
     pub fn restart(&mut self) {
