@@ -29,6 +29,7 @@
 
 mod report;
 mod runner;
+mod watch;
 mod workload;
 
 use std::process::ExitCode;
@@ -98,6 +99,19 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_TXN_OPS as i64))]
         txn_ops: u16,
     },
+    /// Put-to-event latency and delivery rate to many watchers of one key
+    /// (`--total` puts).
+    WatchLatency {
+        /// Watchers, all on one key.
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        /// gRPC streams the watchers are spread over.
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        /// Pause between puts, in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        put_interval_ms: u64,
+    },
 }
 
 /// Key and value options of the write workloads.
@@ -158,6 +172,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::WatchLatency { .. }) {
+        return match runtime.block_on(watch_bench(cli)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("etcd-bench: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(bench(cli)) {
         Ok(report) if report.failed == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
@@ -192,6 +215,7 @@ async fn bench(cli: Cli) -> Result<Report> {
             usize::from(txn_ops),
             &mut rng,
         )?,
+        Command::WatchLatency { .. } => bail!("watch-latency runs on its own"),
     };
     let setup = Setup {
         workload: workload.name().to_string(),
@@ -221,6 +245,38 @@ async fn bench(cli: Cli) -> Result<Report> {
         print!("{}", report.to_text());
     }
     Ok(report)
+}
+
+/// Runs the `watch-latency` benchmark and prints its report.
+async fn watch_bench(cli: Cli) -> Result<()> {
+    let Command::WatchLatency {
+        watchers,
+        streams,
+        put_interval_ms,
+    } = cli.command
+    else {
+        bail!("not a watch benchmark");
+    };
+    let channels = runner::connect(
+        &cli.endpoints,
+        cli.conns,
+        Duration::from_secs_f64(cli.dial_timeout_secs),
+    )
+    .await?;
+    let report = watch::run(
+        channels,
+        watchers,
+        streams,
+        cli.total,
+        Duration::from_millis(put_interval_ms),
+    )
+    .await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", watch::to_text(&report));
+    }
+    Ok(())
 }
 
 /// The key spec of a write workload's options.

@@ -70,8 +70,8 @@ pub(crate) struct Commit<'a> {
     pub consistent: Option<(u64, u64)>,
     /// A newly scheduled compaction revision.
     pub scheduled_compact: Option<i64>,
-    /// Server metadata to store.
-    pub server_meta: &'a [(Vec<u8>, Vec<u8>)],
+    /// Server metadata to store (`None`: delete), applied in order.
+    pub server_meta: &'a [(Vec<u8>, Option<Vec<u8>>)],
     /// Whether to fsync before returning.
     pub durable: bool,
 }
@@ -120,6 +120,21 @@ impl Backend {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// Every server metadata pair whose key starts with `prefix`, in key order.
+    pub fn server_meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVER_META)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..)? {
+            let (key, value) = item?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A consistent read-only view of the rows as of now.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let txn = self.db.begin_read()?;
@@ -150,7 +165,14 @@ impl Backend {
         if !c.server_meta.is_empty() {
             let mut table = txn.open_table(SERVER_META)?;
             for (key, value) in c.server_meta {
-                table.insert(key.as_slice(), value.as_slice())?;
+                match value {
+                    Some(value) => {
+                        table.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    None => {
+                        table.remove(key.as_slice())?;
+                    }
+                }
             }
         }
         txn.commit()?;
@@ -245,6 +267,28 @@ impl Snapshot {
         for item in self.rows.range::<&RevKey>(..&end)? {
             let (key, value) = item?;
             f(key.value(), value.value())?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every row of main revisions `from..=upto`, in revision
+    /// order, until `f` returns false.
+    pub fn scan_between(
+        &self,
+        from: i64,
+        upto: i64,
+        mut f: impl FnMut(&RevKey, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if from > upto {
+            return Ok(());
+        }
+        let start = first_key_of(from);
+        let end = first_key_of(upto.saturating_add(1));
+        for item in self.rows.range::<&RevKey>(&start..&end)? {
+            let (key, value) = item?;
+            if !f(key.value(), value.value())? {
+                break;
+            }
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ mod range;
 mod revision;
 mod store;
 mod txn;
+pub mod watch;
 mod write;
 
 #[cfg(test)]

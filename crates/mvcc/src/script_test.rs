@@ -20,7 +20,8 @@
 //!   put/get/del as above, `empty`, or `txn` with its own deeper lines
 //! - `compact N`, `wait_compaction N`, `commit [durable]`, `abort`
 //! - `events`, `rows`, `index K`, `hash [rev=N]`, `status`, `reopen`
-//! - `leases N...` (the leases that exist), `meta_put K V`, `meta_get K`,
+//! - `leases N...` (the leases that exist), `meta_put K V`, `meta_delete K`,
+//!   `meta_get K`, `meta_scan PREFIX`,
 //!   `set_index I T`
 //!
 //! Keys and values accept `\xNN` escapes; output escapes non-printable bytes.
@@ -420,6 +421,15 @@ impl Harness {
                     "meta_put" => {
                         ensure(store, &mut batch).meta_put(args[0].as_bytes(), args[1].as_bytes());
                         out.push("ok".into());
+                    }
+                    "meta_delete" => {
+                        ensure(store, &mut batch).meta_delete(args[0].as_bytes());
+                        out.push("ok".into());
+                    }
+                    "meta_scan" => {
+                        for (k, v) in store.meta_scan_prefix(args[0].as_bytes())? {
+                            out.push(format!("{}={}", esc(&k), esc(&v)));
+                        }
                     }
                     "meta_get" => {
                         let v = store.meta_get(args[0].as_bytes())?;

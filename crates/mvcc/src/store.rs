@@ -228,6 +228,12 @@ impl Store {
         self.shared.backend.server_meta_get(key)
     }
 
+    /// Every server metadata pair whose key starts with `prefix`, as last
+    /// committed, in key order.
+    pub fn meta_scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.shared.backend.server_meta_scan(prefix)
+    }
+
     /// A read view of committed state (see the module docs for the order).
     fn reader(&self) -> Result<Reader> {
         let current = self.current_revision();

@@ -66,8 +66,8 @@ pub struct WriteBatch<'a> {
     rows: Vec<(RevKey, Vec<u8>)>,
     /// Events not yet taken.
     events: Vec<Event>,
-    /// Server metadata to store.
-    server_meta: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Server metadata to store (`None`: delete), in call order.
+    server_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// `(consistent_index, term)` to store.
     consistent: Option<(u64, u64)>,
     /// Set once committed, so drop does not revert.
@@ -190,7 +190,12 @@ impl<'a> WriteBatch<'a> {
 
     /// Stores a server metadata value with this batch.
     pub fn meta_put(&mut self, key: &[u8], value: &[u8]) {
-        self.server_meta.push((key.to_vec(), value.to_vec()));
+        self.server_meta.push((key.to_vec(), Some(value.to_vec())));
+    }
+
+    /// Deletes a server metadata value with this batch.
+    pub fn meta_delete(&mut self, key: &[u8]) {
+        self.server_meta.push((key.to_vec(), None));
     }
 
     /// Records the raft index and term of the last entry applied in this batch.

@@ -23,10 +23,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message as _;
 use retcd_api::etcdserverpb::{InternalRaftRequest, internal_raft_request::Request};
 use retcd_api::mvccpb::Event;
+use retcd_lease::Lessor;
+use retcd_mvcc::watch::EventPublisher;
 use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
 use tokio::sync::watch;
 
+use crate::lease::{self, SharedLessor};
 use crate::metrics;
 use crate::server::{Applied, ApplyResult, Waiters};
 
@@ -49,6 +52,10 @@ pub struct Applier {
     pub applied: watch::Sender<u64>,
     /// Runtime to drive raft's async calls from this thread.
     pub runtime: tokio::runtime::Handle,
+    /// Hands committed events to the watch hub; never blocks.
+    pub watch: EventPublisher,
+    /// The leases entries grant, revoke, checkpoint and attach keys to.
+    pub lessor: SharedLessor,
 }
 
 impl Applier {
@@ -93,7 +100,9 @@ impl Applier {
             if applied == 0 && !durable {
                 continue;
             }
+            let commit_timer = metrics::BACKEND_COMMIT_SECONDS.start_timer();
             batch.commit(durable)?;
+            commit_timer.observe_duration();
             let index = self.store.consistent_index();
             if durable {
                 last_durable = Instant::now();
@@ -148,14 +157,18 @@ impl Applier {
             EntryType::EntryNormal if !entry.data.is_empty() => {
                 let request = InternalRaftRequest::decode(entry.data.as_ref())?;
                 if let Some(req) = request.request {
-                    let result = execute(batch, req);
+                    let mut lessor = self.lessor.lock();
+                    let result = execute(batch, &mut lessor, req);
                     if let Err(e) = &result
                         && !e.is_deterministic()
                     {
                         anyhow::bail!("applying entry {}: {e}", entry.index);
                     }
                     out.results.push((request.id, result));
-                    out.events.extend(batch.take_events());
+                    // Attachments move per entry, so the next entry sees them.
+                    let events = batch.take_events();
+                    lease::track_attachments(&mut lessor, &events);
+                    out.events.extend(events);
                 }
             }
             EntryType::EntryNormal => {}
@@ -173,8 +186,7 @@ impl Applier {
     /// Hands a committed batch's outcome on: events to their consumers,
     /// results to the waiting proposers.
     fn publish(&self, out: BatchOutput) {
-        // Watchers (their own issue) will consume the events; until then nobody does.
-        drop(out.events);
+        self.watch.publish(out.events);
         self.waiters.fire(out.results);
     }
 }
@@ -189,13 +201,15 @@ struct BatchOutput {
 }
 
 /// Executes one client request inside the batch.
-fn execute(batch: &mut WriteBatch<'_>, request: Request) -> ApplyResult {
-    // Leases arrive with their own issue; until then no lease exists.
-    let no_lease = |_id: i64| false;
-    match request {
-        Request::Put(req) => batch.put(&req, &no_lease).map(Applied::Put),
-        Request::DeleteRange(req) => batch.delete_range(&req).map(Applied::DeleteRange),
-        Request::Txn(req) => batch.txn(&req, &no_lease).map(Applied::Txn),
-        Request::Compaction(req) => batch.compact(req.revision).map(Applied::Compaction),
-    }
+fn execute(batch: &mut WriteBatch<'_>, lessor: &mut Lessor, request: Request) -> ApplyResult {
+    let lease_exists = |id: i64| lessor.contains(id);
+    Ok(match request {
+        Request::Put(req) => Applied::Put(batch.put(&req, &lease_exists)?),
+        Request::DeleteRange(req) => Applied::DeleteRange(batch.delete_range(&req)?),
+        Request::Txn(req) => Applied::Txn(batch.txn(&req, &lease_exists)?),
+        Request::Compaction(req) => Applied::Compaction(batch.compact(req.revision)?),
+        Request::LeaseGrant(req) => return lease::apply_grant(batch, lessor, &req),
+        Request::LeaseRevoke(req) => return lease::apply_revoke(batch, lessor, &req),
+        Request::LeaseCheckpoint(req) => return lease::apply_checkpoint(batch, lessor, &req),
+    })
 }

@@ -98,6 +98,13 @@ pub struct Flags {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Duration of periodic watch progress notifications (Go syntax: `10m`, `500ms`).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
     /// Path to the server configuration file (etcd's YAML keys).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -126,6 +133,7 @@ struct FileConfig {
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
     log_level: Option<String>,
+    experimental_watch_progress_notify_interval: Option<String>,
 }
 
 /// One member of the initial cluster.
@@ -172,6 +180,8 @@ pub struct Config {
     pub max_txn_ops: usize,
     /// Log level.
     pub log_level: String,
+    /// Interval of periodic watch progress notifications.
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// etcd's default backend quota: 2 GiB.
@@ -237,6 +247,16 @@ impl Config {
             max_request_bytes: usize::try_from(flags.max_request_bytes)?,
             max_txn_ops: usize::try_from(flags.max_txn_ops)?,
             log_level: flags.log_level,
+            watch_progress_notify_interval: parse_go_duration(
+                &flags.experimental_watch_progress_notify_interval,
+            )
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!(
+                    "invalid --experimental-watch-progress-notify-interval {:?}",
+                    flags.experimental_watch_progress_notify_interval
+                )
+            })?,
         })
     }
 }
@@ -275,9 +295,43 @@ fn merge_file(file: FileConfig) -> Flags {
         max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
         max_txn_ops: file.max_txn_ops.unwrap_or(defaults.max_txn_ops),
         log_level: file.log_level.unwrap_or(defaults.log_level),
+        experimental_watch_progress_notify_interval: file
+            .experimental_watch_progress_notify_interval
+            .unwrap_or(defaults.experimental_watch_progress_notify_interval),
         config_file: None,
         version: false,
     }
+}
+
+/// Parses a Go duration (`1h2m3.5s`, `500ms`, `10us`); None if malformed.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * secs;
+        rest = &rest[unit_len..];
+    }
+    (!text.is_empty()).then(|| Duration::from_secs_f64(total))
 }
 
 /// Splits a comma-separated URL list, dropping empty items.
@@ -335,6 +389,19 @@ pub fn listen_addrs(url: &str) -> anyhow::Result<Vec<std::net::SocketAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_go_duration("10m"), Some(ms(600_000)));
+        assert_eq!(parse_go_duration("1m30s"), Some(ms(90_000)));
+        assert_eq!(parse_go_duration("500ms"), Some(ms(500)));
+        assert_eq!(parse_go_duration("1.5s"), Some(ms(1500)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "m", "1x", "1s2"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_match_etcd() {

@@ -18,6 +18,9 @@ pub enum Error {
     /// A consensus-level failure.
     #[error(transparent)]
     Raft(#[from] retcd_raft::Error),
+    /// A lease rule (not found, exists, TTL too large) or a leader-only lease call off the leader.
+    #[error(transparent)]
+    Lease(#[from] retcd_lease::Error),
     /// The request names no key.
     #[error("etcdserver: key is not provided")]
     EmptyKey,
@@ -56,6 +59,13 @@ impl Error {
                 | M::DuplicateKey => Code::InvalidArgument,
                 _ => Code::Unknown,
             },
+            Error::Lease(e) => match e {
+                retcd_lease::Error::NotFound => Code::NotFound,
+                retcd_lease::Error::Exists => Code::FailedPrecondition,
+                retcd_lease::Error::TtlTooLarge => Code::OutOfRange,
+                // Clients retry Unavailable, so a keep-alive survives an election.
+                retcd_lease::Error::NotPrimary => Code::Unavailable,
+            },
             Error::Raft(_) | Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
             Error::EmptyKey
             | Error::TooManyOps
@@ -70,8 +80,19 @@ impl Error {
         match self {
             Error::Mvcc(e @ (M::Compacted | M::FutureRevision)) => format!("etcdserver: {e}"),
             Error::Raft(retcd_raft::Error::Timeout) => Error::Timeout.to_string(),
-            Error::Raft(_) => Error::NoLeader.to_string(),
+            Error::Raft(_) | Error::Lease(retcd_lease::Error::NotPrimary) => {
+                Error::NoLeader.to_string()
+            }
             e => e.to_string(),
+        }
+    }
+
+    /// Whether every member computes this same error for the same request,
+    /// so apply may return it (false: the member must stop).
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            Error::Mvcc(e) => e.is_deterministic(),
+            _ => true,
         }
     }
 }
@@ -88,7 +109,8 @@ pub fn http_status(code: Code) -> u16 {
         Code::Ok => 200,
         Code::Cancelled => 408,
         Code::Unknown | Code::Internal | Code::DataLoss => 500,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::FailedPrecondition => 412,
         Code::DeadlineExceeded => 504,
         Code::NotFound => 404,
         Code::AlreadyExists | Code::Aborted => 409,
@@ -152,6 +174,26 @@ mod tests {
                 Code::Unavailable,
                 "etcdserver: request timed out",
             ),
+            (
+                Error::Lease(retcd_lease::Error::NotFound),
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                Error::Lease(retcd_lease::Error::Exists),
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                Error::Lease(retcd_lease::Error::TtlTooLarge),
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                Error::Lease(retcd_lease::Error::NotPrimary),
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
         ];
         for (err, code, text) in cases {
             let status = Status::from(err);
@@ -164,6 +206,7 @@ mod tests {
     fn gateway_http_statuses() {
         assert_eq!(http_status(Code::InvalidArgument), 400);
         assert_eq!(http_status(Code::NotFound), 404);
+        assert_eq!(http_status(Code::FailedPrecondition), 412);
         assert_eq!(http_status(Code::Unavailable), 503);
     }
 }

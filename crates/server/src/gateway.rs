@@ -32,10 +32,10 @@ use crate::metrics;
 use crate::server::EtcdServer;
 
 /// Path prefixes the gateway answers under.
-const PREFIXES: &[&str] = &["/v3", "/v3beta", "/v3alpha"];
+pub(crate) const PREFIXES: &[&str] = &["/v3", "/v3beta", "/v3alpha"];
 
 /// Headers etcd's gateway puts on every JSON answer (it allows any origin).
-const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
+pub(crate) const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::CONTENT_TYPE, "application/json"),
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
     (
@@ -65,6 +65,8 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
     // JSON carries bytes as base64 (4/3 larger) plus syntax: allow twice the
     // message limit on the wire and check the decoded message against the limit.
     let body_limit = 2 * max_message;
+    let leases = crate::gateway_lease::router(server.clone(), PREFIXES, max_message)
+        .layer(DefaultBodyLimit::max(body_limit));
     let state = Gateway {
         kv: KvService {
             server: server.clone(),
@@ -87,6 +89,7 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
     router
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .merge(leases)
 }
 
 /// Answers paths nothing else serves: gRPC calls of services not registered
@@ -112,7 +115,7 @@ pub async fn fallback(request: axum::extract::Request) -> Response {
 }
 
 /// Decodes a JSON request, runs the call, and encodes its answer or error.
-async fn unary<Req, Resp, F, Fut>(body: Bytes, max_message: usize, call: F) -> Response
+pub(crate) async fn unary<Req, Resp, F, Fut>(body: Bytes, max_message: usize, call: F) -> Response
 where
     Req: DeserializeOwned + Default + prost::Message,
     Resp: Serialize,
@@ -139,7 +142,7 @@ where
 }
 
 /// A JSON body with `status`.
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (status, GATEWAY_HEADERS, bytes).into_response(),
         Err(e) => error_response(Code::Internal, &e.to_string()),
@@ -158,7 +161,7 @@ struct ErrorBody<'a> {
 }
 
 /// An error answer for `code` with `message`.
-fn error_response(code: Code, message: &str) -> Response {
+pub(crate) fn error_response(code: Code, message: &str) -> Response {
     let status =
         StatusCode::from_u16(http_status(code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(

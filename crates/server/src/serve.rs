@@ -11,15 +11,20 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::serve::ListenerExt as _;
 use retcd_api::etcdserverpb::kv_server::KvServer;
+use retcd_api::etcdserverpb::lease_server::LeaseServer;
+use retcd_api::etcdserverpb::watch_server::WatchServer;
 use retcd_mvcc::Store;
+use retcd_mvcc::watch::{WatchHub, WatchLimits};
 use retcd_raft::{NoPeers, NodeConfig, SnapshotSource};
 use tokio::sync::watch;
 
 use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
+use crate::api::watch::WatchService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
 use crate::server::{EtcdServer, Waiters};
-use crate::{gateway, grpc_compat, ids, metrics};
+use crate::{gateway, gateway_watch, grpc_compat, ids, lease, metrics};
 
 /// Meta key of this member's id in the backend.
 const META_MEMBER_ID: &[u8] = b"member_id";
@@ -76,14 +81,27 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         Arc::new(NoPeers),
         Arc::new(NoSnapshots),
     )?;
+    // Leases must be restored before raft replays entries onto them.
+    let lessor = Arc::new(parking_lot::Mutex::new(lease::restore(
+        &store,
+        lease::lessor_config(&cfg),
+    )?));
     let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
     let waiters = Arc::new(Waiters::default());
+    // The hub starts at the store's revision, before the applier commits more.
+    let (watch_hub, watch_publisher, watch_dispatcher) =
+        WatchHub::new(store.clone(), WatchLimits::default());
+    watch_dispatcher
+        .spawn()
+        .context("starting the watch dispatcher")?;
     let applier = Applier {
         store: store.clone(),
         raft: raft.clone(),
         waiters: waiters.clone(),
         applied: applied_tx,
         runtime: tokio::runtime::Handle::current(),
+        watch: watch_publisher,
+        lessor: lessor.clone(),
     }
     .spawn(entries);
     let server = Arc::new(EtcdServer::new(
@@ -93,11 +111,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         store,
         raft.clone(),
         waiters,
+        lessor,
         applied_rx,
     ));
 
-    let app = client_router(server.clone());
+    let app = client_router(server.clone(), watch_hub);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let lease_loop = tokio::spawn(lease::run_lease_loop(server.clone(), stop_rx.clone()));
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {
         for addr in listen_addrs(url)? {
@@ -135,6 +155,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             abort.abort();
         }
     }
+    let _ = lease_loop.await;
     let stopping = raft.clone();
     tokio::task::spawn_blocking(move || stopping.shutdown()).await?;
     drop(server);
@@ -147,18 +168,33 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
 
 /// gRPC services and the gateway on one router; gRPC paths fall through to
 /// tonic's UNIMPLEMENTED answer for services not registered yet.
-fn client_router(server: Arc<EtcdServer>) -> axum::Router {
+fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
     let max_decode = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(KvService {
         server: server.clone(),
     })
     .max_decoding_message_size(max_decode)
     .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(LeaseService {
+        server: server.clone(),
+    })
+    .max_decoding_message_size(max_decode);
+    let watch = WatchService {
+        server: server.clone(),
+        hub: watch_hub,
+    };
+    let watch_gateway = gateway_watch::router(watch.clone(), gateway::PREFIXES);
+    let watch = WatchServer::new(watch)
+        .max_decoding_message_size(max_decode)
+        .max_encoding_message_size(usize::MAX);
     let grpc = tonic::service::Routes::new(kv)
+        .add_service(lease)
+        .add_service(watch)
         .prepare()
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc_compat::rewrite_errors));
     grpc.merge(gateway::router(server))
+        .merge(watch_gateway)
         .fallback(gateway::fallback)
 }
 

@@ -19,8 +19,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use prost::Message;
 use retcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, ResponseHeader,
-    TxnResponse, internal_raft_request::Request,
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseCheckpointResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+    internal_raft_request::Request,
 };
 use retcd_mvcc::Store;
 use retcd_raft::RaftHandle;
@@ -29,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::RequestIdGenerator;
+use crate::lease::SharedLessor;
 
 /// How long a proposer waits for its entry to be applied (etcd: 5 s plus two election timeouts).
 pub fn request_timeout(cfg: &Config) -> Duration {
@@ -46,10 +48,16 @@ pub enum Applied {
     Txn(TxnResponse),
     /// A compaction's response.
     Compaction(CompactionResponse),
+    /// A lease grant's response.
+    LeaseGrant(LeaseGrantResponse),
+    /// A lease revoke's response.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// A lease checkpoint's response.
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// What the applier hands a waiting proposer.
-pub type ApplyResult = std::result::Result<Applied, retcd_mvcc::Error>;
+pub type ApplyResult = std::result::Result<Applied, Error>;
 
 /// Proposers waiting for their entries to be applied, by request id.
 #[derive(Debug, Default)]
@@ -105,6 +113,8 @@ pub struct EtcdServer {
     pub raft: RaftHandle,
     /// Proposers waiting for apply results.
     pub waiters: Arc<Waiters>,
+    /// Every lease of the member (shared with the apply thread).
+    pub lessor: SharedLessor,
     /// Request id source.
     ids: RequestIdGenerator,
     /// Raft index the applier has reached.
@@ -112,7 +122,9 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
-    /// Assembles the server core.
+    /// Assembles the server core from the parts `serve::run` started, one
+    /// argument per part.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Config,
         member_id: u64,
@@ -120,6 +132,7 @@ impl EtcdServer {
         store: Arc<Store>,
         raft: RaftHandle,
         waiters: Arc<Waiters>,
+        lessor: SharedLessor,
         applied: watch::Receiver<u64>,
     ) -> EtcdServer {
         EtcdServer {
@@ -129,6 +142,7 @@ impl EtcdServer {
             store,
             raft,
             waiters,
+            lessor,
             ids: RequestIdGenerator::new(member_id),
             applied,
         }
@@ -169,11 +183,22 @@ impl EtcdServer {
             return Err(e.into());
         }
         match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
-            Ok(Ok(result)) => result.map_err(Error::from),
+            Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
                 self.waiters.cancel(id);
                 Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// A fresh positive lease id, unique like request ids (etcd derives
+    /// server-chosen lease ids the same way).
+    pub fn new_lease_id(&self) -> i64 {
+        loop {
+            let id = (self.ids.next() & i64::MAX as u64) as i64;
+            if id != retcd_lease::NO_LEASE {
+                return id;
             }
         }
     }

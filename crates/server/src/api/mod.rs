@@ -4,4 +4,6 @@
 //! registered, so clients get gRPC UNIMPLEMENTED for them.
 
 pub mod kv;
+pub mod lease;
 pub mod validate;
+pub mod watch;

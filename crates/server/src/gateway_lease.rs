@@ -1,0 +1,172 @@
+//! The Lease service on the HTTP/JSON gateway.
+//!
+//! `POST <prefix>/lease/{grant,revoke,timetolive,leases}` are unary calls
+//! like the KV ones; `<prefix>/kv/lease/{revoke,timetolive,leases}` are the
+//! older paths etcd's gateway still answers. `<prefix>/lease/keepalive` is
+//! the bidirectional stream as grpc-gateway maps it: the body holds one or
+//! more JSON requests (concatenated or one per line), and the answer is one
+//! `{"result": ...}` line per request. A body whose first request is not
+//! valid JSON gets grpc-gateway's error (HTTP 500, code 2); a bad request
+//! after a valid one ends the stream, as etcd's gateway does; an error from
+//! the service mid-stream becomes a final `{"error": ...}` line.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use retcd_api::etcdserverpb::LeaseKeepAliveRequest;
+use retcd_api::etcdserverpb::lease_server::Lease;
+use serde::Serialize;
+use tonic::{Code, Status};
+
+use crate::api::lease::LeaseService;
+use crate::error::http_status;
+use crate::gateway::{GATEWAY_HEADERS, error_response, unary};
+use crate::server::EtcdServer;
+
+/// Most keep-alive requests one gateway call may carry.
+const MAX_KEEPALIVES_PER_CALL: usize = 10_000;
+
+/// What the lease handlers share.
+#[derive(Clone)]
+struct LeaseGateway {
+    /// The Lease service, called as gRPC would.
+    lease: LeaseService,
+    /// Largest request message accepted.
+    max_message: usize,
+}
+
+/// The lease routes under every prefix in `prefixes`.
+pub fn router(server: Arc<EtcdServer>, prefixes: &[&str], max_message: usize) -> Router {
+    let state = LeaseGateway {
+        lease: LeaseService { server },
+        max_message,
+    };
+    let mut router = Router::new();
+    for prefix in prefixes {
+        router = router
+            .route(&format!("{prefix}/lease/grant"), post(grant))
+            .route(&format!("{prefix}/lease/revoke"), post(revoke))
+            .route(&format!("{prefix}/lease/timetolive"), post(time_to_live))
+            .route(&format!("{prefix}/lease/leases"), post(leases))
+            .route(&format!("{prefix}/lease/keepalive"), post(keep_alive))
+            .route(&format!("{prefix}/kv/lease/revoke"), post(revoke))
+            .route(&format!("{prefix}/kv/lease/timetolive"), post(time_to_live))
+            .route(&format!("{prefix}/kv/lease/leases"), post(leases));
+    }
+    router.with_state(state)
+}
+
+/// POST /v3/lease/grant.
+async fn grant(State(g): State<LeaseGateway>, body: Bytes) -> Response {
+    unary(body, g.max_message, |req| async move {
+        g.lease.lease_grant(tonic::Request::new(req)).await
+    })
+    .await
+}
+
+/// POST /v3/lease/revoke (and /v3/kv/lease/revoke).
+async fn revoke(State(g): State<LeaseGateway>, body: Bytes) -> Response {
+    unary(body, g.max_message, |req| async move {
+        g.lease.lease_revoke(tonic::Request::new(req)).await
+    })
+    .await
+}
+
+/// POST /v3/lease/timetolive (and /v3/kv/lease/timetolive).
+async fn time_to_live(State(g): State<LeaseGateway>, body: Bytes) -> Response {
+    unary(body, g.max_message, |req| async move {
+        g.lease.lease_time_to_live(tonic::Request::new(req)).await
+    })
+    .await
+}
+
+/// POST /v3/lease/leases (and /v3/kv/lease/leases).
+async fn leases(State(g): State<LeaseGateway>, body: Bytes) -> Response {
+    unary(body, g.max_message, |req| async move {
+        g.lease.lease_leases(tonic::Request::new(req)).await
+    })
+    .await
+}
+
+/// One line of a streamed answer.
+#[derive(Serialize)]
+struct StreamResult<T> {
+    /// The response message.
+    result: T,
+}
+
+/// grpc-gateway's error line inside a stream.
+#[derive(Serialize)]
+struct StreamError<'a> {
+    /// The error details.
+    error: StreamErrorBody<'a>,
+}
+
+/// The fields of a stream error, in grpc-gateway's order.
+#[derive(Serialize)]
+struct StreamErrorBody<'a> {
+    /// The gRPC code as a number.
+    grpc_code: i32,
+    /// The HTTP status it maps to.
+    http_code: u16,
+    /// The error text.
+    message: &'a str,
+    /// The HTTP status text.
+    http_status: &'a str,
+}
+
+/// POST /v3/lease/keepalive: one answer line per request in the body.
+async fn keep_alive(State(g): State<LeaseGateway>, body: Bytes) -> Response {
+    let mut out = Vec::new();
+    let requests = serde_json::Deserializer::from_slice(&body).into_iter::<LeaseKeepAliveRequest>();
+    for (i, request) in requests.take(MAX_KEEPALIVES_PER_CALL).enumerate() {
+        let request = match request {
+            Ok(request) => request,
+            Err(e) if i == 0 => return first_request_error(&e.to_string()),
+            Err(_) => break,
+        };
+        match g.lease.keep_alive_once(request.id) {
+            Ok(resp) => push_line(&mut out, &StreamResult { result: resp }),
+            Err(status) => {
+                push_stream_error(&mut out, &status);
+                break;
+            }
+        }
+    }
+    (StatusCode::OK, GATEWAY_HEADERS, out).into_response()
+}
+
+/// grpc-gateway's answer when the first streamed request cannot be decoded.
+fn first_request_error(message: &str) -> Response {
+    let mut response = error_response(Code::Unknown, message);
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// Appends `value` as one JSON line.
+fn push_line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("responses serialize");
+    out.push(b'\n');
+}
+
+/// Appends grpc-gateway's error line for `status`.
+fn push_stream_error(out: &mut Vec<u8>, status: &Status) {
+    let http = StatusCode::from_u16(http_status(status.code()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    push_line(
+        out,
+        &StreamError {
+            error: StreamErrorBody {
+                grpc_code: status.code() as i32,
+                http_code: http.as_u16(),
+                message: status.message(),
+                http_status: http.canonical_reason().unwrap_or_default(),
+            },
+        },
+    );
+}

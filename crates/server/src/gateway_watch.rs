@@ -1,0 +1,239 @@
+//! The Watch service on the HTTP/JSON gateway: `POST <prefix>/watch`.
+//!
+//! grpc-gateway maps the bidirectional stream onto one HTTP exchange: the
+//! request body carries JSON `WatchRequest`s back to back (concatenated or
+//! one per line, and it may stay open to send more later), and the answer
+//! streams one `{"result": WatchResponse}` line per response, chunked, for
+//! as long as the client stays. As etcd's gateway: when the first request is
+//! not valid JSON the answer is HTTP 500 with code 2 and nothing is watched;
+//! a bad request after a valid one stops reading requests but keeps the
+//! stream; an error from the service ends the stream with an `{"error": ...}`
+//! line.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt;
+use retcd_api::etcdserverpb::WatchRequest;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tonic::{Code, Status};
+
+use crate::api::watch::WatchService;
+use crate::error::http_status;
+use crate::gateway::{GATEWAY_HEADERS, error_response};
+
+/// Requests decoded from the body but not yet taken by the stream's task.
+const INBOUND_REQUESTS: usize = 16;
+/// Most bytes of an incomplete request held while waiting for the rest.
+const MAX_PENDING_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The watch route under every prefix in `prefixes`.
+pub fn router(service: WatchService, prefixes: &[&str]) -> Router {
+    let mut router = Router::new();
+    for prefix in prefixes {
+        router = router.route(&format!("{prefix}/watch"), post(watch));
+    }
+    router.with_state(service)
+}
+
+/// Decodes the JSON requests at the front of a growing body buffer.
+#[derive(Default)]
+struct RequestDecoder {
+    /// Bytes received and not yet decoded.
+    pending: Vec<u8>,
+}
+
+/// What decoding the buffered bytes gave.
+enum Decoded {
+    /// Complete requests, in order; more may follow.
+    Requests(Vec<WatchRequest>),
+    /// Invalid JSON, with serde's text; `after` holds the requests before it.
+    Invalid {
+        /// Requests decoded before the error.
+        after: Vec<WatchRequest>,
+        /// The error text.
+        message: String,
+    },
+}
+
+impl RequestDecoder {
+    /// Adds `chunk` and decodes every complete request now buffered.
+    fn feed(&mut self, chunk: &[u8]) -> Decoded {
+        self.pending.extend_from_slice(chunk);
+        let mut requests = Vec::new();
+        let mut values =
+            serde_json::Deserializer::from_slice(&self.pending).into_iter::<WatchRequest>();
+        let outcome = loop {
+            match values.next() {
+                Some(Ok(request)) => requests.push(request),
+                None => break None,
+                Some(Err(e)) if e.is_eof() => break None,
+                Some(Err(e)) => break Some(e.to_string()),
+            }
+        };
+        let used = values.byte_offset();
+        self.pending.drain(..used);
+        match outcome {
+            None if self.pending.len() > MAX_PENDING_BODY_BYTES => Decoded::Invalid {
+                after: requests,
+                message: "watch request too large".into(),
+            },
+            None => Decoded::Requests(requests),
+            Some(message) => Decoded::Invalid {
+                after: requests,
+                message,
+            },
+        }
+    }
+}
+
+/// One line of the streamed answer.
+#[derive(Serialize)]
+struct StreamResult<T> {
+    /// The response message.
+    result: T,
+}
+
+/// grpc-gateway's error line inside a stream.
+#[derive(Serialize)]
+struct StreamError<'a> {
+    /// The error details.
+    error: StreamErrorBody<'a>,
+}
+
+/// The fields of a stream error, in grpc-gateway's order.
+#[derive(Serialize)]
+struct StreamErrorBody<'a> {
+    /// The gRPC code as a number.
+    grpc_code: i32,
+    /// The HTTP status it maps to.
+    http_code: u16,
+    /// The error text.
+    message: &'a str,
+    /// The HTTP status text.
+    http_status: &'a str,
+}
+
+/// Encodes one answer line.
+fn line<T: Serialize>(value: &T) -> Bytes {
+    let mut out = serde_json::to_vec(value).expect("responses serialize");
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// The error line for `status`.
+fn error_line(status: &Status) -> Bytes {
+    let http = StatusCode::from_u16(http_status(status.code()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    line(&StreamError {
+        error: StreamErrorBody {
+            grpc_code: status.code() as i32,
+            http_code: http.as_u16(),
+            message: status.message(),
+            http_status: http.canonical_reason().unwrap_or_default(),
+        },
+    })
+}
+
+/// POST /v3/watch.
+async fn watch(State(service): State<WatchService>, body: Body) -> Response {
+    let mut body = body.into_data_stream();
+    let mut decoder = RequestDecoder::default();
+    // Read until the first request is complete (or the body ends), so a bad
+    // first request can still get an HTTP error status.
+    let mut first = Vec::new();
+    let mut body_open = true;
+    while first.is_empty() && body_open {
+        match body.next().await {
+            Some(Ok(chunk)) => match decoder.feed(&chunk) {
+                Decoded::Requests(requests) => first = requests,
+                Decoded::Invalid { after, message } if after.is_empty() => {
+                    let mut response = error_response(Code::Unknown, &message);
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    return response;
+                }
+                Decoded::Invalid { after, .. } => {
+                    first = after;
+                    body_open = false;
+                }
+            },
+            Some(Err(_)) | None => body_open = false,
+        }
+    }
+    let (req_tx, req_rx) = mpsc::channel::<Result<WatchRequest, Status>>(INBOUND_REQUESTS);
+    tokio::spawn(async move {
+        for request in first {
+            if req_tx.send(Ok(request)).await.is_err() {
+                return;
+            }
+        }
+        while body_open {
+            let Some(Ok(chunk)) = body.next().await else {
+                break;
+            };
+            let (requests, more) = match decoder.feed(&chunk) {
+                Decoded::Requests(requests) => (requests, true),
+                Decoded::Invalid { after, .. } => (after, false),
+            };
+            for request in requests {
+                if req_tx.send(Ok(request)).await.is_err() {
+                    return;
+                }
+            }
+            body_open = more;
+        }
+        // The request side ended; the stream goes on until the client leaves.
+        req_tx.closed().await;
+    });
+    let responses = service.open(tokio_stream::wrappers::ReceiverStream::new(req_rx));
+    let lines = tokio_stream::wrappers::ReceiverStream::new(responses).map(|item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(response) => line(&StreamResult { result: response }),
+            Err(status) => error_line(&status),
+        })
+    });
+    let mut response = (StatusCode::OK, GATEWAY_HEADERS, Body::from_stream(lines)).into_response();
+    response.headers_mut().insert(
+        HeaderName::from_static("grpc-metadata-content-type"),
+        HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_requests_split_anywhere() {
+        let body = br#"{"create_request":{"key":"Zm9v"}} {"progress_request":{}}
+{"cancel_request":{"watch_id":"1"}}"#;
+        for split in 0..body.len() {
+            let mut decoder = RequestDecoder::default();
+            let mut got = Vec::new();
+            for part in [&body[..split], &body[split..]] {
+                match decoder.feed(part) {
+                    Decoded::Requests(r) => got.extend(r),
+                    Decoded::Invalid { message, .. } => panic!("split {split}: {message}"),
+                }
+            }
+            assert_eq!(got.len(), 3, "split {split}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_keeps_the_requests_before_it() {
+        let mut decoder = RequestDecoder::default();
+        match decoder.feed(br#"{"create_request":{"key":"Zm9v"}} garbage"#) {
+            Decoded::Invalid { after, message } => {
+                assert_eq!(after.len(), 1);
+                assert!(message.contains("expected"), "{message}");
+            }
+            Decoded::Requests(_) => panic!("garbage accepted"),
+        }
+    }
+}
