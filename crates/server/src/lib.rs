@@ -21,6 +21,7 @@ pub mod gateway_watch;
 pub mod grpc_compat;
 pub mod ids;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod serve;
 pub mod server;

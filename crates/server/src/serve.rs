@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt as _;
 use retcd_api::etcdserverpb::kv_server::KvServer;
 use retcd_api::etcdserverpb::lease_server::LeaseServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
@@ -24,7 +23,7 @@ use crate::api::watch::WatchService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
 use crate::server::{EtcdServer, Waiters};
-use crate::{gateway, gateway_watch, grpc_compat, ids, lease, metrics};
+use crate::{gateway, gateway_watch, grpc_compat, ids, lease, listener, metrics};
 
 /// Meta key of this member's id in the backend.
 const META_MEMBER_ID: &[u8] = b"member_id";
@@ -125,14 +124,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 .await
                 .with_context(|| format!("listening for client requests on {addr}"))?;
             tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let mut stop = stop_rx.clone();
-            let serving = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|&s| s).await;
-            });
-            listeners.push(tokio::spawn(async move { serving.await }));
+            listeners.push(tokio::spawn(listener::serve(
+                listener,
+                app.clone(),
+                stop_rx.clone(),
+            )));
         }
     }
 

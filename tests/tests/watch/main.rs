@@ -8,6 +8,7 @@ mod client;
 mod ctl;
 mod gateway;
 mod guarantees;
+mod streams;
 
 use std::time::Duration;
 
