@@ -20,12 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use retcd_api::etcdserverpb::LeaseKeepAliveRequest;
 use retcd_api::etcdserverpb::lease_server::Lease;
-use serde::Serialize;
-use tonic::{Code, Status};
 
 use crate::api::lease::LeaseService;
-use crate::error::http_status;
-use crate::gateway::{GATEWAY_HEADERS, error_response, unary};
+use crate::gateway::{GATEWAY_HEADERS, unary};
+use crate::gateway_stream::{error_line, first_request_error, result_line};
 use crate::server::EtcdServer;
 
 /// Most keep-alive requests one gateway call may carry.
@@ -93,33 +91,6 @@ async fn leases(State(g): State<LeaseGateway>, body: Bytes) -> Response {
     .await
 }
 
-/// One line of a streamed answer.
-#[derive(Serialize)]
-struct StreamResult<T> {
-    /// The response message.
-    result: T,
-}
-
-/// grpc-gateway's error line inside a stream.
-#[derive(Serialize)]
-struct StreamError<'a> {
-    /// The error details.
-    error: StreamErrorBody<'a>,
-}
-
-/// The fields of a stream error, in grpc-gateway's order.
-#[derive(Serialize)]
-struct StreamErrorBody<'a> {
-    /// The gRPC code as a number.
-    grpc_code: i32,
-    /// The HTTP status it maps to.
-    http_code: u16,
-    /// The error text.
-    message: &'a str,
-    /// The HTTP status text.
-    http_status: &'a str,
-}
-
 /// POST /v3/lease/keepalive: one answer line per request in the body.
 async fn keep_alive(State(g): State<LeaseGateway>, body: Bytes) -> Response {
     let mut out = Vec::new();
@@ -131,42 +102,12 @@ async fn keep_alive(State(g): State<LeaseGateway>, body: Bytes) -> Response {
             Err(_) => break,
         };
         match g.lease.keep_alive_once(request.id) {
-            Ok(resp) => push_line(&mut out, &StreamResult { result: resp }),
+            Ok(resp) => out.extend_from_slice(&result_line(&resp)),
             Err(status) => {
-                push_stream_error(&mut out, &status);
+                out.extend_from_slice(&error_line(&status));
                 break;
             }
         }
     }
     (StatusCode::OK, GATEWAY_HEADERS, out).into_response()
-}
-
-/// grpc-gateway's answer when the first streamed request cannot be decoded.
-fn first_request_error(message: &str) -> Response {
-    let mut response = error_response(Code::Unknown, message);
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-}
-
-/// Appends `value` as one JSON line.
-fn push_line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(&mut *out, value).expect("responses serialize");
-    out.push(b'\n');
-}
-
-/// Appends grpc-gateway's error line for `status`.
-fn push_stream_error(out: &mut Vec<u8>, status: &Status) {
-    let http = StatusCode::from_u16(http_status(status.code()))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    push_line(
-        out,
-        &StreamError {
-            error: StreamErrorBody {
-                grpc_code: status.code() as i32,
-                http_code: http.as_u16(),
-                message: status.message(),
-                http_status: http.canonical_reason().unwrap_or_default(),
-            },
-        },
-    );
 }

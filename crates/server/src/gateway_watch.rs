@@ -11,20 +11,19 @@
 //! line.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
 use retcd_api::etcdserverpb::WatchRequest;
-use serde::Serialize;
 use tokio::sync::mpsc;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::api::watch::WatchService;
-use crate::error::http_status;
-use crate::gateway::{GATEWAY_HEADERS, error_response};
+use crate::gateway::GATEWAY_HEADERS;
+use crate::gateway_stream::{error_line, first_request_error, result_line};
 
 /// Requests decoded from the body but not yet taken by the stream's task.
 const INBOUND_REQUESTS: usize = 16;
@@ -91,54 +90,6 @@ impl RequestDecoder {
     }
 }
 
-/// One line of the streamed answer.
-#[derive(Serialize)]
-struct StreamResult<T> {
-    /// The response message.
-    result: T,
-}
-
-/// grpc-gateway's error line inside a stream.
-#[derive(Serialize)]
-struct StreamError<'a> {
-    /// The error details.
-    error: StreamErrorBody<'a>,
-}
-
-/// The fields of a stream error, in grpc-gateway's order.
-#[derive(Serialize)]
-struct StreamErrorBody<'a> {
-    /// The gRPC code as a number.
-    grpc_code: i32,
-    /// The HTTP status it maps to.
-    http_code: u16,
-    /// The error text.
-    message: &'a str,
-    /// The HTTP status text.
-    http_status: &'a str,
-}
-
-/// Encodes one answer line.
-fn line<T: Serialize>(value: &T) -> Bytes {
-    let mut out = serde_json::to_vec(value).expect("responses serialize");
-    out.push(b'\n');
-    Bytes::from(out)
-}
-
-/// The error line for `status`.
-fn error_line(status: &Status) -> Bytes {
-    let http = StatusCode::from_u16(http_status(status.code()))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    line(&StreamError {
-        error: StreamErrorBody {
-            grpc_code: status.code() as i32,
-            http_code: http.as_u16(),
-            message: status.message(),
-            http_status: http.canonical_reason().unwrap_or_default(),
-        },
-    })
-}
-
 /// POST /v3/watch.
 async fn watch(State(service): State<WatchService>, body: Body) -> Response {
     let mut body = body.into_data_stream();
@@ -152,9 +103,7 @@ async fn watch(State(service): State<WatchService>, body: Body) -> Response {
             Some(Ok(chunk)) => match decoder.feed(&chunk) {
                 Decoded::Requests(requests) => first = requests,
                 Decoded::Invalid { after, message } if after.is_empty() => {
-                    let mut response = error_response(Code::Unknown, &message);
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    return response;
+                    return first_request_error(&message);
                 }
                 Decoded::Invalid { after, .. } => {
                     first = after;
@@ -192,7 +141,7 @@ async fn watch(State(service): State<WatchService>, body: Body) -> Response {
     let responses = service.open(tokio_stream::wrappers::ReceiverStream::new(req_rx));
     let lines = tokio_stream::wrappers::ReceiverStream::new(responses).map(|item| {
         Ok::<_, std::convert::Infallible>(match item {
-            Ok(response) => line(&StreamResult { result: response }),
+            Ok(response) => result_line(&response),
             Err(status) => error_line(&status),
         })
     });

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod gateway_lease;
+pub mod gateway_stream;
 pub mod gateway_watch;
 pub mod grpc_compat;
 pub mod ids;
