@@ -1,0 +1,59 @@
+//! Lease, watch, cluster and maintenance commands: against the reference
+//! etcd, which serves them all, and against our server, whose answers
+//! (`UNIMPLEMENTED` for services it lacks) both etcdctls must report alike.
+
+use retcd_tests::{Flavour, step};
+
+use crate::harness::compare;
+
+#[test]
+fn lease_commands_match_on_reference() {
+    let steps = [
+        step("lease grant 100"),
+        step("lease grant 100 -w json"),
+        step("lease grant 100 -w fields"),
+        step("lease grant 100 -w table"),
+        step("lease list"),
+        step("lease list -w json"),
+        step("lease timetolive 1234"),
+        step("lease timetolive 1234 -w json"),
+        step("lease revoke 1234"),
+        step("lease keep-alive --once 1234"),
+        step("lease keep-alive 1234"),
+    ];
+    compare(Flavour::Reference, &steps);
+}
+
+#[test]
+fn cluster_commands_match_on_reference() {
+    let steps = [
+        step("member list"),
+        step("member list -w json"),
+        step("member list -w fields"),
+        step("member list -w table"),
+        step("endpoint health"),
+        step("endpoint health -w json"),
+        step("endpoint health -w table"),
+        step("endpoint status -w table"),
+        step("endpoint status -w protobuf"),
+        step("alarm list"),
+        step("alarm list -w json"),
+        step("alarm list -w table"),
+        step("alarm disarm"),
+        step("member remove zz"),
+    ];
+    compare(Flavour::Reference, &steps);
+}
+
+#[test]
+fn missing_services_on_our_server_are_reported_alike() {
+    let steps = [
+        step("lease grant 10"),
+        step("lease list"),
+        step("lease revoke 1234"),
+        step("lease keep-alive 1234"),
+        step("member list"),
+        step("alarm list"),
+    ];
+    compare(Flavour::Ours, &steps);
+}
