@@ -11,12 +11,15 @@
 //!   `Server::ours()` runs `$RETCD_ETCD` if set (`RETCD_ETCD=/usr/bin/etcd`
 //!   validates the whole suite against etcd itself), else the workspace's
 //!   `target/debug/etcd`.
+//! - [`cluster::Cluster`]: N etcd processes bootstrapped as one cluster with
+//!   a shared `--initial-cluster`; kill -9 and restart a member; all killed on drop.
 //! - [`etcdctl`]: runs `/usr/bin/etcdctl` with the v3 API.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the gateway.
 //! - [`mask`]: the masking rules.
 //! - [`differential`]: scripts of etcdctl steps compared across both servers.
 //! - [`gateway`]: gateway calls compared across both servers.
 
+pub mod cluster;
 pub mod differential;
 pub mod etcdctl;
 pub mod gateway;

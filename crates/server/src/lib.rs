@@ -6,7 +6,9 @@
 //! - the apply thread (`apply`), which executes committed entries on the store
 //!   and wakes the proposers (`server`);
 //! - the client port (`serve`): etcd's gRPC services and the HTTP/JSON gateway
-//!   multiplexed on one listener.
+//!   multiplexed on one listener;
+//! - in a cluster, the peer port (`peer`), which carries raft messages between
+//!   members whose ids and addresses `membership` fixed at bootstrap.
 //!
 //! Data layout under `--data-dir`, as etcd's: `member/wal` holds the raft log,
 //! `member/snap/db` the backend.
@@ -23,7 +25,9 @@ pub mod grpc_compat;
 pub mod ids;
 pub mod lease;
 pub mod listener;
+pub mod membership;
 pub mod metrics;
+pub mod peer;
 pub mod serve;
 pub mod server;
 

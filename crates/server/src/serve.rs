@@ -8,13 +8,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use retcd_api::etcdserverpb::kv_server::KvServer;
 use retcd_api::etcdserverpb::lease_server::LeaseServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
 use retcd_mvcc::Store;
 use retcd_mvcc::watch::{WatchHub, WatchLimits};
-use retcd_raft::{NoPeers, NodeConfig, SnapshotSource};
+use retcd_raft::{NodeConfig, SnapshotSource};
 use tokio::sync::watch;
 
 use crate::api::kv::KvService;
@@ -22,13 +22,10 @@ use crate::api::lease::LeaseService;
 use crate::api::watch::WatchService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
+use crate::peer::PeerTransport;
 use crate::server::{EtcdServer, Waiters};
-use crate::{gateway, gateway_watch, grpc_compat, ids, lease, listener, metrics};
+use crate::{gateway, gateway_watch, grpc_compat, lease, listener, membership, metrics, peer};
 
-/// Meta key of this member's id in the backend.
-const META_MEMBER_ID: &[u8] = b"member_id";
-/// Meta key of the cluster id in the backend.
-const META_CLUSTER_ID: &[u8] = b"cluster_id";
 /// How long in-flight client connections may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Raft's largest append message, in bytes (etcd's default).
@@ -36,7 +33,8 @@ const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
 /// Raft's most in-flight append messages per follower.
 const MAX_INFLIGHT_MSGS: usize = 512;
 
-/// Snapshot data of a single member: raft never sends it anywhere, so it is empty.
+/// Snapshot data for raft: empty, because the peer transport does not send
+/// snapshots yet (see `crate::peer`).
 struct NoSnapshots;
 
 impl SnapshotSource for NoSnapshots {
@@ -52,20 +50,34 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     std::fs::create_dir_all(member_dir.join("snap"))
         .with_context(|| format!("creating {}", member_dir.display()))?;
     let store = Arc::new(Store::open(&member_dir.join("snap").join("db"))?);
-    let (member_id, cluster_id) = identity(&cfg, &store)?;
+    let membership = membership::load_or_bootstrap(&cfg, &store)?;
+    let (member_id, cluster_id) = (membership.member_id, membership.cluster_id);
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{member_id:x}"),
         cluster_id = %format!("{cluster_id:x}"),
+        members = membership.members.len(),
         data_dir = %cfg.data_dir.display(),
         "starting member"
     );
+    // Bind the peer port before raft starts, so a taken port fails the start.
+    let peer_listeners = if membership.members.len() > 1 {
+        peer::bind(&cfg.listen_peer_urls).await?
+    } else {
+        Vec::new()
+    };
+    let transport = Arc::new(PeerTransport::start(
+        cluster_id,
+        member_id,
+        &membership.peer_addresses(),
+        &tokio::runtime::Handle::current(),
+    ));
 
     let ticks = |d: Duration| (d.as_millis() / cfg.heartbeat_interval.as_millis()).max(1) as usize;
     let (raft, entries) = retcd_raft::start(
         NodeConfig {
             id: member_id,
-            voters: vec![member_id],
+            voters: membership.voter_ids(),
             dir: member_dir.join("wal"),
             tick_interval: cfg.heartbeat_interval,
             election_tick: ticks(cfg.election_timeout),
@@ -77,9 +89,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             pre_vote: true,
             check_quorum: true,
         },
-        Arc::new(NoPeers),
+        transport.clone(),
         Arc::new(NoSnapshots),
     )?;
+    transport.attach(raft.clone());
+    let peer_servers: Vec<_> = peer_listeners
+        .into_iter()
+        .map(|l| tokio::spawn(peer::serve(l, cluster_id, member_id, raft.clone())))
+        .collect();
     // Leases must be restored before raft replays entries onto them.
     let lessor = Arc::new(parking_lot::Mutex::new(lease::restore(
         &store,
@@ -154,6 +171,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let _ = lease_loop.await;
     let stopping = raft.clone();
     tokio::task::spawn_blocking(move || stopping.shutdown()).await?;
+    for task in peer_servers {
+        task.abort();
+    }
     drop(server);
     tokio::task::spawn_blocking(move || applier.join())
         .await?
@@ -192,58 +212,4 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
     grpc.merge(gateway::router(server))
         .merge(watch_gateway)
         .fallback(gateway::fallback)
-}
-
-/// Returns this member's and its cluster's ids: from the backend when the
-/// member has run before, else derived from the configuration and recorded.
-fn identity(cfg: &Config, store: &Store) -> anyhow::Result<(u64, u64)> {
-    let read = |key: &[u8]| -> anyhow::Result<Option<u64>> {
-        Ok(match store.meta_get(key)? {
-            Some(bytes) => Some(u64::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .context("corrupt id in backend meta")?,
-            )),
-            None => None,
-        })
-    };
-    if let (Some(member), Some(cluster)) = (read(META_MEMBER_ID)?, read(META_CLUSTER_ID)?) {
-        return Ok((member, cluster));
-    }
-    if cfg.initial_cluster_state != "new" {
-        bail!(
-            "--initial-cluster-state=existing: joining a cluster arrives with multi-member support"
-        );
-    }
-    let Some(local) = cfg.initial_cluster.iter().find(|m| m.name == cfg.name) else {
-        bail!(
-            "couldn't find local name {:?} in the initial cluster configuration",
-            cfg.name
-        );
-    };
-    let mut advertised = cfg.initial_advertise_peer_urls.clone();
-    let mut listed = local.peer_urls.clone();
-    advertised.sort();
-    listed.sort();
-    if advertised != listed {
-        bail!(
-            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
-            local.name,
-            listed.join(","),
-            advertised.join(",")
-        );
-    }
-    if cfg.initial_cluster.len() > 1 {
-        bail!(
-            "multi-member clusters are not supported yet: --initial-cluster must list only this member"
-        );
-    }
-    let member = ids::member_id(&local.peer_urls, &cfg.initial_cluster_token);
-    let cluster = ids::cluster_id(&[member]);
-    let mut batch = store.write()?;
-    batch.meta_put(META_MEMBER_ID, &member.to_be_bytes());
-    batch.meta_put(META_CLUSTER_ID, &cluster.to_be_bytes());
-    batch.commit(true)?;
-    Ok((member, cluster))
 }

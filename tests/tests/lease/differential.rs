@@ -13,6 +13,22 @@ use retcd_tests::{CtlOutput, Server, Step, mask, step};
 static REMAINING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"remaining\((\d+)s\)|"ttl":(\d+)"#).expect("valid pattern"));
 
+/// The attached-keys list of `lease timetolive --keys`; etcd builds it from
+/// a Go map, so its order varies from run to run and is compared sorted.
+static ATTACHED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"attached keys\(\[([^\]]*)\]\)").expect("valid pattern"));
+
+/// `text` with every attached-keys list sorted.
+fn sort_attached(text: &str) -> String {
+    ATTACHED
+        .replace_all(text, |c: &regex::Captures<'_>| {
+            let mut keys: Vec<&str> = c[1].split(' ').collect();
+            keys.sort_unstable();
+            format!("attached keys([{}])", keys.join(" "))
+        })
+        .into_owned()
+}
+
 /// The lease ids the script uses, granted through the gateway with these ids
 /// on both servers (etcdctl cannot choose an id).
 const LEASE_A: i64 = 0x1234;
@@ -32,7 +48,7 @@ fn split_remaining(text: &str) -> (Vec<i64>, String) {
 
 /// Masks an output and takes its remaining TTLs out.
 fn normalize(out: CtlOutput) -> (Vec<i64>, CtlOutput) {
-    let (found, stdout) = split_remaining(&mask(&out.stdout));
+    let (found, stdout) = split_remaining(&sort_attached(&mask(&out.stdout)));
     let output = CtlOutput {
         stdout,
         stderr: mask(&out.stderr),

@@ -74,9 +74,11 @@ fn watch(server: &Server, args: &[&str], stdin: &str, lines: usize) -> Captured 
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-    drop(input);
+    // Kill before closing stdin: an `-i` watch that sees EOF first prints an
+    // error, and which of the two wins would otherwise be a race.
     let _ = child.kill();
     let _ = child.wait();
+    drop(input);
     reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
     let stdout = stdout.lock().unwrap().clone();
