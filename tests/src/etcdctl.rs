@@ -38,14 +38,28 @@ impl CtlOutput {
 
 /// Runs `etcdctl --endpoints=http://127.0.0.1:<port> <args>`, piping `stdin`.
 pub fn run(port: u16, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
-    let endpoint = format!("--endpoints=http://127.0.0.1:{port}");
-    let mut command = Command::new(REFERENCE_ETCDCTL);
+    let endpoints = format!("http://127.0.0.1:{port}");
+    run_binary(REFERENCE_ETCDCTL, &endpoints, args, &[], stdin, RUN_TIMEOUT)
+}
+
+/// Runs `binary --endpoints=<endpoints> <args>` with a clean environment plus
+/// `env`, piping `stdin`; kills it after `timeout`.
+pub fn run_binary<S: AsRef<std::ffi::OsStr>>(
+    binary: &str,
+    endpoints: &str,
+    args: &[S],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> CtlOutput {
+    let mut command = Command::new(binary);
     command
-        .arg(endpoint)
+        .arg(format!("--endpoints={endpoints}"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("ETCDCTL_API", "3")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -55,7 +69,7 @@ pub fn run(port: u16, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
         .stderr(Stdio::piped());
     let mut child = command
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {REFERENCE_ETCDCTL}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
     let writer = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("stdin piped");
         let data = data.to_vec();
@@ -76,7 +90,7 @@ pub fn run(port: u16, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
         let _ = err_pipe.read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + RUN_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait().expect("wait for etcdctl") {
             Some(status) => break status,

@@ -5,18 +5,14 @@
 //! differs between two runs of the same client: measured durations
 //! (`took = 1.2ms`) and the float timestamps of etcdctl's snapshot log.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regex::Regex;
+use retcd_tests::etcdctl::{REFERENCE_ETCDCTL as REFERENCE, run_binary};
 use retcd_tests::server::workspace_root;
 use retcd_tests::{CtlOutput, Flavour, Server, Step, mask};
-
-/// Debian's etcdctl.
-const REFERENCE: &str = "/usr/bin/etcdctl";
 
 /// Longest one etcdctl run may take before it is killed (a watch that
 /// never ends fails its step instead of hanging the suite).
@@ -42,60 +38,14 @@ pub fn ours() -> PathBuf {
 
 /// Runs `binary --endpoints=<endpoints> args` with a clean environment.
 pub fn run(binary: &str, endpoints: &str, step: &Step, env: &[(&str, &str)]) -> CtlOutput {
-    let mut command = Command::new(binary);
-    command
-        .arg(format!("--endpoints={endpoints}"))
-        .args(&step.args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ETCDCTL_API", "3")
-        .envs(env.iter().copied())
-        .stdin(if step.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
-    if let Some(data) = step.stdin.clone() {
-        let mut pipe = child.stdin.take().expect("stdin piped");
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-    }
-    let mut out_pipe = child.stdout.take().expect("piped");
-    let mut err_pipe = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        match child.try_wait().expect("wait for etcdctl") {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                break child.wait().expect("reap etcdctl");
-            }
-            None => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    CtlOutput {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        code: status.code().unwrap_or(-1),
-    }
+    run_binary(
+        binary,
+        endpoints,
+        &step.args,
+        env,
+        step.stdin.as_deref(),
+        RUN_TIMEOUT,
+    )
 }
 
 /// Masks durations and float timestamps on top of the suite's rules.
