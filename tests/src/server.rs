@@ -207,6 +207,11 @@ impl Server {
         Err(last_error)
     }
 
+    /// The member's name (`--name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Which implementation this server runs.
     pub fn flavour(&self) -> Flavour {
         self.flavour

@@ -9,16 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use retcd_api::etcdserverpb::cluster_server::ClusterServer;
 use retcd_api::etcdserverpb::kv_server::KvServer;
 use retcd_api::etcdserverpb::lease_server::LeaseServer;
+use retcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
 use retcd_mvcc::Store;
 use retcd_mvcc::watch::{WatchHub, WatchLimits};
 use retcd_raft::{NodeConfig, SnapshotSource};
 use tokio::sync::watch;
 
+use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
+use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
@@ -124,6 +128,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         cfg.clone(),
         member_id,
         cluster_id,
+        membership.members,
         store,
         raft.clone(),
         waiters,
@@ -195,6 +200,12 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
         server: server.clone(),
     })
     .max_decoding_message_size(max_decode);
+    let cluster = ClusterServer::new(ClusterService {
+        server: server.clone(),
+    });
+    let maintenance = MaintenanceServer::new(MaintenanceService {
+        server: server.clone(),
+    });
     let watch = WatchService {
         server: server.clone(),
         hub: watch_hub,
@@ -206,6 +217,8 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
     let grpc = tonic::service::Routes::new(kv)
         .add_service(lease)
         .add_service(watch)
+        .add_service(cluster)
+        .add_service(maintenance)
         .prepare()
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc_compat::rewrite_errors));

@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::RequestIdGenerator;
 use crate::lease::SharedLessor;
+use crate::membership::Member;
 
 /// How long a proposer waits for its entry to be applied (etcd: 5 s plus two election timeouts).
 pub fn request_timeout(cfg: &Config) -> Duration {
@@ -107,6 +108,8 @@ pub struct EtcdServer {
     pub member_id: u64,
     /// The cluster's id.
     pub cluster_id: u64,
+    /// Every member of the cluster, this one included, sorted by id.
+    pub members: Vec<Member>,
     /// The MVCC store.
     pub store: Arc<Store>,
     /// Handle to the raft loop.
@@ -129,6 +132,7 @@ impl EtcdServer {
         cfg: Config,
         member_id: u64,
         cluster_id: u64,
+        members: Vec<Member>,
         store: Arc<Store>,
         raft: RaftHandle,
         waiters: Arc<Waiters>,
@@ -139,6 +143,7 @@ impl EtcdServer {
             cfg,
             member_id,
             cluster_id,
+            members,
             store,
             raft,
             waiters,

@@ -46,7 +46,7 @@ fn cluster_commands_match_on_reference() {
 }
 
 #[test]
-fn missing_services_on_our_server_are_reported_alike() {
+fn lease_member_and_alarm_commands_on_our_server_print_alike() {
     let steps = [
         step("lease grant 10"),
         step("lease list"),

@@ -3,7 +3,9 @@
 //! completes the response header. Services whose issue has not landed are not
 //! registered, so clients get gRPC UNIMPLEMENTED for them.
 
+pub mod cluster;
 pub mod kv;
 pub mod lease;
+pub mod maintenance;
 pub mod validate;
 pub mod watch;

@@ -1,0 +1,135 @@
+//! The Maintenance service: Status, HashKV, Hash, Alarm and Defragment.
+//!
+//! Caveats:
+//! - No alarm state exists yet (no quota, no corruption check), so GET lists
+//!   no alarms and ACTIVATE / DEACTIVATE are accepted and answered with an
+//!   empty list.
+//! - Defragment answers success without work: redb reuses freed pages and
+//!   shrinks its file on its own, so there is nothing to rewrite.
+//! - Hash is the same CRC-32C as HashKV at the current revision: etcd hashes
+//!   its whole bolt file, whose layout no other implementation shares, so the
+//!   value is only comparable between retcd members anyway.
+//! - Snapshot, MoveLeader and Downgrade are UNIMPLEMENTED.
+
+use std::sync::Arc;
+
+use retcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    maintenance_server::Maintenance,
+};
+use tonic::{Request, Response, Status};
+
+use crate::config::ETCD_VERSION;
+use crate::error::Error;
+use crate::server::EtcdServer;
+
+/// Serves etcd's Maintenance API from the server core.
+#[derive(Clone)]
+pub struct MaintenanceService {
+    /// The server core.
+    pub server: Arc<EtcdServer>,
+}
+
+impl MaintenanceService {
+    /// Hashes the store at `revision` (0: current) off the async runtime:
+    /// it reads every row.
+    async fn hash_kv_at(&self, revision: i64) -> Result<(u32, i64, i64), Status> {
+        let store = self.server.store.clone();
+        let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(hashed.map_err(Error::from)?)
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.server.header(self.server.store.current_revision())),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let store = &self.server.store;
+        let raft = self.server.raft.status();
+        Ok(Response::new(StatusResponse {
+            header: Some(self.server.header(store.current_revision())),
+            version: ETCD_VERSION.to_string(),
+            db_size: i64::try_from(store.db_size_bytes()).unwrap_or(i64::MAX),
+            leader: raft.leader_id,
+            raft_index: raft.commit_index,
+            raft_term: raft.term,
+            raft_applied_index: self.server.applied_index(),
+            errors: Vec::new(),
+            db_size_in_use: i64::try_from(store.db_size_in_use_bytes()).unwrap_or(i64::MAX),
+            is_learner: raft.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.server.header(self.server.store.current_revision())),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, _, revision) = self.hash_kv_at(0).await?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.server.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) =
+            self.hash_kv_at(req.into_inner().revision).await?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(self.server.store.current_revision())),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    type SnapshotStream = tokio_stream::Empty<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: snapshot download is not supported yet",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        _req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: leader transfer is not supported yet",
+        ))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "etcdserver: cluster downgrade is not supported yet",
+        ))
+    }
+}
