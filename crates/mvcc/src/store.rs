@@ -38,7 +38,7 @@ use crate::index::Index;
 use crate::lock::WriterLock;
 use crate::range;
 use crate::revision::{REV_KEY_LEN, decode_key};
-use crate::txn::{compare_holds, compare_span};
+use crate::txn::compares_hold;
 use crate::write::WriteBatch;
 
 /// State shared by the store, its write batches and its compactor thread.
@@ -319,19 +319,9 @@ impl Reader {
     /// Runs a read-only txn at this view; nested txns get an empty header,
     /// as in etcd.
     fn txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
-        let mut succeeded = true;
-        for c in &req.compare {
-            let states = self
-                .shared
-                .index
-                .read()
-                .states(compare_span(c), self.current);
-            let load = |rev| self.snapshot.load(rev);
-            if !compare_holds(c, &states, load)? {
-                succeeded = false;
-                break;
-            }
-        }
+        let succeeded = compares_hold(&req.compare, &self.shared.index, self.current, |rev| {
+            self.snapshot.load(rev)
+        })?;
         let ops = if succeeded {
             &req.success
         } else {

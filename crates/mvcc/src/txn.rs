@@ -14,13 +14,15 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
+use parking_lot::RwLock;
+
 use retcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use retcd_api::etcdserverpb::request_op::Request;
 use retcd_api::etcdserverpb::{Compare, RequestOp, TxnRequest};
 use retcd_api::mvccpb::KeyValue;
 
 use crate::error::{Error, Result};
-use crate::index::KeySpan;
+use crate::index::{Index, KeySpan};
 use crate::key_index::KeyState;
 use crate::revision::Revision;
 
@@ -32,9 +34,27 @@ pub(crate) fn needs_rows(c: &Compare) -> bool {
     )
 }
 
+/// Evaluates a txn's compares in order against `index` as of revision `at`;
+/// true when every one holds (the success branch runs). Rows are loaded with
+/// `load` only for targets that need them.
+pub(crate) fn compares_hold(
+    compares: &[Compare],
+    index: &RwLock<Index>,
+    at: i64,
+    mut load: impl FnMut(Revision) -> Result<KeyValue>,
+) -> Result<bool> {
+    for c in compares {
+        let states = index.read().states(compare_span(c), at);
+        if !compare_holds(c, &states, &mut load)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Evaluates `c` over the key states of its span (read under the index lock
 /// by the caller), loading rows with `load` only when the target needs them.
-pub(crate) fn compare_holds(
+fn compare_holds(
     c: &Compare,
     states: &[KeyState],
     mut load: impl FnMut(Revision) -> Result<KeyValue>,

@@ -44,7 +44,7 @@ use crate::lock::WriterGuard;
 use crate::range;
 use crate::revision::{RevKey, Revision, decode_key, encode_key};
 use crate::store::{Shared, header, row_bytes};
-use crate::txn::{compare_holds, compare_span};
+use crate::txn::compares_hold;
 
 /// The single write transaction of a [`Store`](crate::Store).
 pub struct WriteBatch<'a> {
@@ -486,14 +486,9 @@ impl<'a> WriteBatch<'a> {
         req: &TxnRequest,
         lease_exists: &dyn Fn(i64) -> bool,
     ) -> Result<TxnResponse> {
-        let mut succeeded = true;
-        for c in &req.compare {
-            let states = self.shared.index.read().states(compare_span(c), op.begin);
-            if !compare_holds(c, &states, |rev| self.load(rev))? {
-                succeeded = false;
-                break;
-            }
-        }
+        let succeeded = compares_hold(&req.compare, &self.shared.index, op.begin, |rev| {
+            self.load(rev)
+        })?;
         let ops = if succeeded {
             &req.success
         } else {
