@@ -25,14 +25,12 @@ use tempfile::TempDir;
 
 use crate::http;
 use crate::ports::free_port;
-use crate::server::Flavour;
+use crate::server::{Flavour, tail};
 
 /// How long a member may take to report a healthy cluster.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Bytes of each member's log shown when a start fails.
-const LOG_TAIL_BYTES: usize = 3000;
 /// The metric a leader reports as 1.
 const IS_LEADER_METRIC: &str = "etcd_server_is_leader";
 
@@ -341,13 +339,4 @@ impl Drop for Cluster {
             member.kill9();
         }
     }
-}
-
-/// The last [`LOG_TAIL_BYTES`] of a log.
-fn tail(log: &str) -> &str {
-    let mut start = log.len().saturating_sub(LOG_TAIL_BYTES);
-    while !log.is_char_boundary(start) {
-        start += 1;
-    }
-    &log[start..]
 }

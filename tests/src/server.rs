@@ -397,7 +397,7 @@ impl Drop for Server {
 }
 
 /// The last [`LOG_TAIL_BYTES`] of a log.
-fn tail(log: &str) -> &str {
+pub(crate) fn tail(log: &str) -> &str {
     let mut start = log.len().saturating_sub(LOG_TAIL_BYTES);
     while !log.is_char_boundary(start) {
         start += 1;
