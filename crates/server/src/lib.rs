@@ -22,6 +22,7 @@ pub mod gateway_lease;
 pub mod gateway_stream;
 pub mod gateway_watch;
 pub mod grpc_compat;
+pub mod h2_authority;
 pub mod ids;
 pub mod lease;
 pub mod listener;

@@ -4,6 +4,8 @@
 //! hyper's defaults would cap a connection at 200 concurrent HTTP/2 streams;
 //! etcd allows `u32::MAX`, and clients that open one watch stream per watcher
 //! (thousands on one connection) depend on it, so the cap is lifted here.
+//! Every connection reads through [`AuthorityFix`], which repairs the
+//! `http://host:port` authorities older grpc-go clients send.
 //! Shutdown stops accepting, asks every connection to finish gracefully, and
 //! leaves the caller to bound how long that may take.
 
@@ -13,6 +15,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::h2_authority::AuthorityFix;
 
 /// Most concurrent HTTP/2 streams per connection (etcd's default).
 const MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
@@ -44,7 +48,7 @@ pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Re
                 let _ = tcp.set_nodelay(true);
                 let service = TowerToHyperService::new(app.clone());
                 let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .serve_connection_with_upgrades(TokioIo::new(AuthorityFix::new(tcp)), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 mod compaction;
 mod delete;
+mod endpoints;
 mod errors;
 mod range;
 mod seed;
