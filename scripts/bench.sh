@@ -2,7 +2,8 @@
 # Compare retcd with etcd 3.4.23 (Debian's /usr/bin/etcd) on this machine.
 #
 # Builds release binaries, then starts each server in turn (never both at once,
-# so they do not compete for cores), as a single member on free loopback ports
+# so they do not compete for cores), as a single member (or BENCH_MEMBERS
+# members) on free loopback ports
 # with a fresh data dir under the same filesystem and the same flags, and runs
 # the same etcd-bench workloads against it. Prints machine info and a markdown
 # table of requests/sec and p50/p99 latency with the retcd/etcd ratio; raw
@@ -20,6 +21,9 @@
 #                   want to measure, not a tmpfs)
 #   BENCH_TIMEOUT   seconds allowed per workload run (default 600)
 #   BENCH_KEEP_DATA 1 to keep the servers' data dirs
+#   BENCH_MEMBERS   members per cluster (default 1); with 3, each server runs as a 3-member
+#                   cluster on this machine and the clients spread their connections over
+#                   every member (followers forward writes to the leader)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +36,7 @@ scale=${BENCH_SCALE:-1}
 bench_dir=${BENCH_DIR:-$repo/target/bench}
 run_timeout=${BENCH_TIMEOUT:-600}
 keep_data=${BENCH_KEEP_DATA:-0}
+members=${BENCH_MEMBERS:-1}
 
 # Workloads: id | description | base request count | etcd-bench arguments.
 # Request counts are sized for ~10-20 s each against etcd 3.4.23 on a 2-core VM.
@@ -49,23 +54,25 @@ workloads=(
 log() { echo "bench.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-server_pid=""
+server_pids=()
 bench_pid=""
 data_dirs=()
 
-# Stops the running server, if any: SIGTERM, then SIGKILL after 10 s.
+# Stops the running members, if any: SIGTERM, then SIGKILL after 10 s.
 stop_server() {
-  [[ -n $server_pid ]] || return 0
-  if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
+  local pid
+  for pid in "${server_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${server_pids[@]}"; do
     for _ in $(seq 1 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  server_pids=()
 }
 
 cleanup() {
@@ -111,36 +118,54 @@ ratio() {
   awk -v e="$1" -v r="$2" 'BEGIN { if (e == 0) print "n/a"; else printf "%.2fx", r / e }'
 }
 
-# Starts server binary $2 as single member labelled $1; sets server_pid and endpoint.
+# Starts server binary $2 as a cluster of $members members labelled $1 (all at
+# once: a new cluster needs a quorum); sets server_pids and endpoint (every
+# member's client URL, comma-separated).
 start_server() {
-  local label=$1 bin=$2 data_dir client_port peer_port
+  local label=$1 bin=$2 data_dir i client_port peer_port cluster="" used=" "
   data_dir=$(mktemp -d "$run_dir/$label-data.XXXXXX")
   data_dirs+=("$data_dir")
-  client_port=$(free_port)
-  peer_port=$(free_port)
-  while [[ $peer_port == "$client_port" ]]; do peer_port=$(free_port); done
-  endpoint=http://127.0.0.1:$client_port
-  local peer_url=http://127.0.0.1:$peer_port
-  log "starting $label ($bin) on $endpoint, data dir $data_dir"
-  "$bin" --name bench --data-dir "$data_dir/member-data" \
-    --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
-    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
-    --initial-cluster "bench=$peer_url" \
-    >"$run_dir/$label.server.log" 2>&1 &
-  server_pid=$!
-  # Ready once a linearizable read succeeds: a leader is elected and serving.
+  local client_urls=() peer_urls=()
+  for i in $(seq 1 "$members"); do
+    client_port=$(free_port)
+    while [[ $used == *" $client_port "* ]]; do client_port=$(free_port); done
+    used+="$client_port "
+    peer_port=$(free_port)
+    while [[ $used == *" $peer_port "* ]]; do peer_port=$(free_port); done
+    used+="$peer_port "
+    client_urls+=("http://127.0.0.1:$client_port")
+    peer_urls+=("http://127.0.0.1:$peer_port")
+    cluster+="${cluster:+,}bench$i=http://127.0.0.1:$peer_port"
+  done
+  endpoint=$(IFS=,; echo "${client_urls[*]}")
+  log "starting $label ($bin), $members member(s) on $endpoint, data dir $data_dir"
+  for i in $(seq 1 "$members"); do
+    "$bin" --name "bench$i" --data-dir "$data_dir/member$i-data" \
+      --listen-client-urls "${client_urls[i-1]}" --advertise-client-urls "${client_urls[i-1]}" \
+      --listen-peer-urls "${peer_urls[i-1]}" --initial-advertise-peer-urls "${peer_urls[i-1]}" \
+      --initial-cluster "$cluster" --initial-cluster-state new \
+      >"$run_dir/$label.server$i.log" 2>&1 &
+    server_pids+=($!)
+  done
+  # Ready once a linearizable read succeeds through every member: a leader is
+  # elected and every member serves.
+  local pid ready
   for _ in $(seq 1 120); do
-    kill -0 "$server_pid" 2>/dev/null || {
-      tail -n 20 "$run_dir/$label.server.log" >&2
-      die "$label exited during startup (log: $run_dir/$label.server.log)"
-    }
-    if "$bench_bin" --endpoints "$endpoint" --total 1 --dial-timeout-secs 1 --json \
-      range bench-ready >/dev/null 2>&1; then
-      return 0
-    fi
+    for pid in "${server_pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || {
+        tail -n 20 "$run_dir/$label".server*.log >&2
+        die "$label exited during startup (logs: $run_dir/$label.server*.log)"
+      }
+    done
+    ready=1
+    for i in $(seq 1 "$members"); do
+      "$bench_bin" --endpoints "${client_urls[i-1]}" --total 1 --dial-timeout-secs 1 --json \
+        range bench-ready >/dev/null 2>&1 || { ready=0; break; }
+    done
+    [[ $ready == 1 ]] && return 0
     sleep 0.5
   done
-  die "$label not ready after 60 s (log: $run_dir/$label.server.log)"
+  die "$label not ready after 60 s (logs: $run_dir/$label.server*.log)"
 }
 
 # Runs every workload against the server labelled $1 at $endpoint.
@@ -150,7 +175,7 @@ run_workloads() {
     IFS='|' read -r id desc base args <<<"$entry"
     if [[ $id == range-l-1 ]]; then
       log "$label: seeding $range_key with a $val_size-byte value"
-      "$etcdctl_bin" --endpoints "$endpoint" put "$range_key" "$seed_value" >/dev/null
+      "$etcdctl_bin" --endpoints "${endpoint%%,*}" put "$range_key" "$seed_value" >/dev/null
     fi
     total=$(awk -v b="$base" -v s="$scale" 'BEGIN { t = int(b * s); print (t < 1 ? 1 : t) }')
     out=$run_dir/$label.$id.json
@@ -219,7 +244,7 @@ stop_server
 report() {
   local fs_source fs_type
   read -r fs_source fs_type < <(df -PT "$run_dir" | awk 'NR == 2 { print $1, $2 }')
-  echo "## etcd 3.4.23 vs retcd"
+  echo "## etcd 3.4.23 vs retcd, $members member(s)"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), retcd commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
@@ -228,7 +253,7 @@ report() {
   echo "- data dirs: $bench_dir on $fs_source ($fs_type)"
   echo "- etcd: $etcd_bin ($("$etcd_bin" --version 2>/dev/null | head -n 1))"
   echo "- retcd: $retcd_bin ($("$retcd_bin" --version 2>/dev/null | head -n 1))"
-  echo "- each server alone, single member, fresh data dir, same flags; values $val_size B, keys 8 B over $key_space keys; BENCH_SCALE=$scale"
+  echo "- each server alone, $members member(s) on this machine, fresh data dirs, same flags; values $val_size B, keys 8 B over $key_space keys; BENCH_SCALE=$scale"
   echo
   echo "| workload | metric | etcd 3.4.23 | retcd | ratio |"
   echo "| --- | --- | ---: | ---: | ---: |"
