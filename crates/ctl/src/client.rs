@@ -10,10 +10,14 @@
 //!   the error reaches the command (see [`crate::log`]).
 //! - With `--user`, the client authenticates first and sends the token with
 //!   every request, as etcd's `token` metadata.
-//! - TLS is not built into this etcdctl: `https://` endpoints and the
-//!   certificate flags are refused with a clear error.
+//! - `https://` endpoints and the certificate flags dial through TLS (see
+//!   [`crate::tls`]); a handshake that fails makes the endpoint unreachable.
+//! - A client of one endpoint (`passthrough:///<endpoint>` in the log) that
+//!   never connected logs why, in Go's words; the cluster client logs only
+//!   that every connection failed, as the Go client's balancer does.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use retcd_api::etcdserverpb::AuthenticateRequest;
@@ -23,9 +27,15 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::error::{CtlError, DEADLINE_TEXT, EXIT_BAD_ARGS, EXIT_ERROR, status_text};
+use crate::error::{
+    CtlError, DEADLINE_TEXT, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, status_text,
+};
 use crate::global::GlobalOptions;
 use crate::log;
+use crate::tls::{self, Transport};
+
+/// The server's answer to Authenticate when auth is off.
+const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
 
 /// Pause between rounds of connection attempts while every endpoint is down.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
@@ -49,6 +59,8 @@ pub struct Client {
     target: String,
     /// The auth token, once authenticated.
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// Why the single endpoint of a passthrough client could not be reached.
+    dial_error: Option<String>,
 }
 
 /// `127.0.0.1:2379` for `http://127.0.0.1:2379`.
@@ -57,25 +69,6 @@ pub fn strip_scheme(endpoint: &str) -> &str {
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint)
-}
-
-/// Refuses what this etcdctl cannot do: TLS.
-pub fn check_transport(opts: &GlobalOptions) -> Result<(), CtlError> {
-    let tls = &opts.tls;
-    let wants_tls = !tls.ca_file.is_empty()
-        || !tls.cert_file.is_empty()
-        || !tls.key_file.is_empty()
-        || opts.endpoints.iter().any(|e| e.starts_with("https://"));
-    if wants_tls {
-        return Err(CtlError::new(
-            EXIT_ERROR,
-            "TLS is not supported by this etcdctl yet (use http:// endpoints)",
-        ));
-    }
-    if opts.endpoints.is_empty() {
-        return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints given"));
-    }
-    Ok(())
 }
 
 impl Client {
@@ -91,19 +84,32 @@ impl Client {
         endpoints: &[String],
         style: TargetStyle,
     ) -> Result<Client, CtlError> {
-        check_transport(opts)?;
+        if endpoints.is_empty() {
+            return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints given"));
+        }
+        let transport = Transport::from_options(opts)?;
         let deadline = Instant::now() + opts.command_timeout;
-        let first = strip_scheme(endpoints.first().map(String::as_str).unwrap_or_default());
+        let first = endpoints.first().map(String::as_str).unwrap_or_default();
         let target = match style {
-            TargetStyle::Cluster => format!("endpoint://client-{}/{first}", log::client_id()),
+            TargetStyle::Cluster => format!(
+                "endpoint://client-{}/{}",
+                log::client_id(),
+                strip_scheme(first)
+            ),
             TargetStyle::Passthrough => format!("passthrough:///{first}"),
         };
-        let channel = connect_any(opts, endpoints, deadline).await;
+        let last_error = Arc::new(Mutex::new(None));
+        let channel = connect_any(opts, endpoints, deadline, &transport, &last_error).await;
+        let dial_error = match style {
+            TargetStyle::Passthrough => last_error.lock().ok().and_then(|mut e| e.take()),
+            TargetStyle::Cluster => None,
+        };
         let mut client = Client {
             channel,
             deadline,
             target,
             token: None,
+            dial_error,
         };
         client.authenticate(opts).await?;
         Ok(client)
@@ -133,9 +139,10 @@ impl Client {
     {
         let Some(channel) = self.channel.clone() else {
             tokio::time::sleep_until(self.deadline).await;
-            let status = Status::deadline_exceeded(
-                "latest balancer error: all SubConns are in TransientFailure",
-            );
+            let status = Status::deadline_exceeded(match &self.dial_error {
+                Some(reason) => format!("latest balancer error: {reason}"),
+                None => "latest balancer error: all SubConns are in TransientFailure".to_string(),
+            });
             log::unary_failure(&self.target, 0, &status);
             return Err(Status::deadline_exceeded(DEADLINE_TEXT));
         };
@@ -166,10 +173,15 @@ impl Client {
             _ => (opts.user.clone(), read_password()?),
         };
         let request = AuthenticateRequest { name, password };
-        let response = self
+        let response = match self
             .unary(|ch| async move { AuthClient::new(ch).authenticate(request).await })
             .await
-            .map_err(|s| CtlError::new(EXIT_ERROR, status_text(&s)))?;
+        {
+            Ok(response) => response,
+            // The Go client goes on without a token when auth is off.
+            Err(s) if s.message() == AUTH_NOT_ENABLED => return Ok(()),
+            Err(s) => return Err(CtlError::new(EXIT_BAD_CONNECTION, status_text(&s))),
+        };
         let token = MetadataValue::try_from(response.token.as_str())
             .map_err(|e| CtlError::new(EXIT_ERROR, format!("invalid auth token: {e}")))?;
         self.token = Some(token);
@@ -191,11 +203,13 @@ fn read_password() -> Result<String, CtlError> {
 }
 
 /// Tries the endpoints in order until one accepts a connection or the
-/// deadline passes.
+/// deadline passes; the reason of the last failure lands in `last_error`.
 async fn connect_any(
     opts: &GlobalOptions,
     endpoints: &[String],
     deadline: Instant,
+    transport: &Transport,
+    last_error: &Arc<Mutex<Option<String>>>,
 ) -> Option<Channel> {
     loop {
         for endpoint in endpoints {
@@ -203,8 +217,10 @@ async fn connect_any(
             if remaining.is_zero() {
                 return None;
             }
-            let uri = format!("http://{}", strip_scheme(endpoint));
-            let Ok(builder) = Endpoint::from_shared(uri) else {
+            let address = strip_scheme(endpoint).to_string();
+            // Always an `http` URI: with TLS the connector below wraps the
+            // stream itself, and tonic must not try its own TLS.
+            let Ok(builder) = Endpoint::from_shared(format!("http://{address}")) else {
                 continue;
             };
             let builder = builder
@@ -213,7 +229,23 @@ async fn connect_any(
                 .keep_alive_timeout(opts.keepalive_timeout)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true);
-            if let Ok(Ok(channel)) = tokio::time::timeout(remaining, builder.connect()).await {
+            let connected = match transport.tls_for(endpoint) {
+                Some(config) => {
+                    let last_error = last_error.clone();
+                    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                        tls::dial_tls(address.clone(), config.clone(), last_error.clone())
+                    });
+                    tokio::time::timeout(remaining, builder.connect_with_connector(connector)).await
+                }
+                None => {
+                    let attempt = tokio::time::timeout(remaining, builder.connect()).await;
+                    if let Ok(Err(e)) = &attempt {
+                        record_dial_error(&address, e, last_error);
+                    }
+                    attempt
+                }
+            };
+            if let Ok(Ok(channel)) = connected {
                 return Some(channel);
             }
         }
@@ -222,5 +254,23 @@ async fn connect_any(
             return None;
         }
         tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+/// Keeps Go's text for a failed plain dial, found in the error's causes.
+fn record_dial_error(
+    address: &str,
+    error: &tonic::transport::Error,
+    last_error: &Arc<Mutex<Option<String>>>,
+) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Ok(mut slot) = last_error.lock() {
+                *slot = Some(tls::connection_error(&tls::dial_text(address, io)));
+            }
+            return;
+        }
+        cause = e.source();
     }
 }

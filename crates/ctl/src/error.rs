@@ -54,6 +54,14 @@ impl CtlError {
         }
     }
 
+    /// The message of an `Error: <message>` error.
+    pub fn message(&self) -> &str {
+        self.stderr
+            .strip_prefix("Error: ")
+            .unwrap_or(&self.stderr)
+            .trim_end_matches('\n')
+    }
+
     /// A bad-arguments error (exit 128).
     pub fn bad_args(message: impl std::fmt::Display) -> CtlError {
         CtlError::new(EXIT_BAD_ARGS, message)
@@ -109,6 +117,18 @@ pub fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
     }
+}
+
+/// Go's `*PathError` text for a failed file operation:
+/// `open <path>: no such file or directory`.
+pub fn go_path_error(op: &str, path: &str, error: &std::io::Error) -> String {
+    let reason = match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::AlreadyExists => "file exists".to_string(),
+        _ => error.to_string(),
+    };
+    format!("{op} {path}: {reason}")
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ const KNOWN_NON_FLAG_VARIABLES: &[&str] = &[
 ];
 
 /// TLS settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TlsOptions {
     /// `--cacert`.
     pub ca_file: String,
@@ -147,6 +147,10 @@ pub struct TlsOptions {
     pub cert_file: String,
     /// `--key`.
     pub key_file: String,
+    /// `--insecure-skip-tls-verify`.
+    pub skip_verify: bool,
+    /// `--insecure-transport`.
+    pub insecure_transport: bool,
 }
 
 /// The options every command gets.
@@ -192,6 +196,8 @@ impl GlobalOptions {
                 ca_file: flags.string("cacert"),
                 cert_file: flags.string("cert"),
                 key_file: flags.string("key"),
+                skip_verify: flags.bool("insecure-skip-tls-verify"),
+                insecure_transport: flags.bool("insecure-transport"),
             },
         })
     }

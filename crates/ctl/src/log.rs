@@ -97,6 +97,38 @@ pub fn unary_failure(target: &str, attempt: u32, status: &Status) {
     );
 }
 
+/// How a zap logger stamps its lines.
+#[derive(Debug, Clone, Copy)]
+pub enum ZapTime {
+    /// ISO 8601 (the Go client's logger).
+    Iso,
+    /// Seconds since the epoch as a float (etcdctl's snapshot logger).
+    Epoch,
+}
+
+/// One zap `info` line: `fields` are key and already-encoded JSON value.
+pub fn info(time: ZapTime, caller: &str, msg: &str, fields: &[(&str, String)]) {
+    let ts = match time {
+        ZapTime::Iso => quote(&zap_time()),
+        ZapTime::Epoch => {
+            let elapsed = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            format!("{}", elapsed.as_secs_f64())
+        }
+    };
+    let mut line = format!(
+        "{{\"level\":\"info\",\"ts\":{ts},\"caller\":{},\"msg\":{}",
+        quote(caller),
+        quote(msg)
+    );
+    for (key, value) in fields {
+        line.push_str(&format!(",{}:{value}", quote(key)));
+    }
+    line.push('}');
+    eprintln!("{line}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

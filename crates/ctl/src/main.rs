@@ -4,6 +4,7 @@
 //! - [`flags`]: pflag-compatible parsing and usage text.
 //! - [`global`]: global flags and `ETCDCTL_*` variables.
 //! - [`client`]: connection, fail-over, deadlines, auth.
+//! - [`tls`]: TLS endpoints and certificate flags.
 //! - [`cmd`]: the command tree and one module per command group.
 //! - [`output`]: one module per output format.
 //! - [`error`], [`log`]: etcdctl's error lines, exit codes and client logs.
@@ -15,6 +16,7 @@ mod flags;
 mod global;
 mod log;
 mod output;
+mod tls;
 
 use std::io::Write;
 

@@ -5,7 +5,14 @@
 //! each endpoint on its own connection, report an endpoint's failure on
 //! stderr (`Failed to ... (<error>)`), go on with the others, print what
 //! they got, and exit 1 if any endpoint failed, as etcdctl does.
+//! - With `--cluster` they visit every client URL of every member instead
+//!   of `--endpoints`; `endpoint health` checks all endpoints at once and
+//!   lists them in the order the checks finish, as etcdctl does.
+//! - Membership and `move-leader` print in `simple`, `json` and `protobuf`;
+//!   `fields` and `table` fail with exit 4 after the change is made, as in
+//!   etcdctl 3.4.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::Instant;
 
 use retcd_api::etcdserverpb::cluster_client::ClusterClient;
@@ -22,7 +29,13 @@ use crate::client::{Client, TargetStyle};
 use crate::cmd::{Ctx, emit};
 use crate::error::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR, status_text};
 use crate::flags::{FlagSpec, Kind};
-use crate::output::{EndpointHealth, json};
+use crate::global::GlobalOptions;
+use crate::output::gofmt::go_duration;
+use crate::output::{EndpointHealth, Format, json, unsupported};
+use prost::Message;
+
+/// Mode of a saved snapshot file: owner read/write only, as etcdctl's.
+const SNAPSHOT_FILE_MODE: u32 = 0o600;
 
 /// `defrag`'s flags.
 pub fn defrag_flags() -> Vec<FlagSpec> {
@@ -72,6 +85,62 @@ pub fn member_add_flags() -> Vec<FlagSpec> {
     ]
 }
 
+/// `snapshot restore`'s flags.
+pub fn snapshot_restore_flags() -> Vec<FlagSpec> {
+    vec![
+        FlagSpec::new("data-dir", Kind::Str, "\"\"", "Path to the data directory"),
+        FlagSpec::new(
+            "initial-advertise-peer-urls",
+            Kind::Str,
+            "\"http://localhost:2380\"",
+            "List of this member's peer URLs to advertise to the rest of the cluster",
+        ),
+        FlagSpec::new(
+            "initial-cluster",
+            Kind::Str,
+            "\"default=http://localhost:2380\"",
+            "Initial cluster configuration for restore bootstrap",
+        ),
+        FlagSpec::new(
+            "initial-cluster-token",
+            Kind::Str,
+            "\"etcd-cluster\"",
+            "Initial cluster token for the etcd cluster during restore bootstrap",
+        ),
+        FlagSpec::new(
+            "name",
+            Kind::Str,
+            "\"default\"",
+            "Human-readable name for this member",
+        ),
+        FlagSpec::new(
+            "skip-hash-check",
+            Kind::Bool,
+            "false",
+            "Ignore snapshot integrity hash value (required if copied from data directory)",
+        ),
+        FlagSpec::new(
+            "wal-dir",
+            Kind::Str,
+            "\"\"",
+            "Path to the WAL directory (use --data-dir if none given)",
+        ),
+    ]
+}
+
+/// `snapshot status` and `snapshot restore` read or write a member's
+/// backend file offline. etcd's backend is a bbolt file, which this
+/// etcdctl does not read, and retcd's own is a different format; both
+/// commands say so instead of guessing.
+fn offline_snapshot_unsupported(path: &str) -> CtlError {
+    CtlError::new(
+        crate::error::EXIT_BAD_FEATURE,
+        format!(
+            "{path} is not supported by this etcdctl: it works offline on etcd's bbolt backend file, which this etcdctl cannot read"
+        ),
+    )
+}
+
 /// `member update`'s flags.
 pub fn member_update_flags() -> Vec<FlagSpec> {
     vec![FlagSpec::new(
@@ -95,6 +164,7 @@ pub async fn dispatch(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
         "alarm list" | "alarm disarm" => alarm(path, ctx).await,
         "move-leader" => move_leader(ctx).await,
         "snapshot save" => snapshot_save(ctx).await,
+        "snapshot status" | "snapshot restore" => Err(offline_snapshot_unsupported(path)),
         other => Err(CtlError::new(
             EXIT_ERROR,
             format!("unknown command {other}"),
@@ -149,9 +219,8 @@ async fn member_add(ctx: &Ctx) -> Result<(), CtlError> {
         .unary(|ch| async move { ClusterClient::new(ch).member_add(r).await })
         .await
         .map_err(|s| server_error(&s))?;
-    let printer = ctx.printer();
-    match printer.format {
-        crate::output::Format::Simple => {
+    match ctx.printer().format {
+        Format::Simple => {
             let id = response.member.as_ref().map(|m| m.id).unwrap_or_default();
             let cluster = response
                 .header
@@ -177,13 +246,10 @@ async fn member_add(ctx: &Ctx) -> Result<(), CtlError> {
             ));
             emit(text.as_bytes());
         }
-        crate::output::Format::Json => {
-            emit(format!("{}\n", json::member_add(&response)).as_bytes())
-        }
-        _ => {
-            use prost::Message;
-            emit(&response.encode_to_vec());
-        }
+        Format::Json => emit(format!("{}\n", json::member_add(&response)).as_bytes()),
+        Format::Protobuf => emit(&response.encode_to_vec()),
+        // The change is made; only then does etcdctl find it cannot print it.
+        other => return Err(unsupported(other)),
     }
     Ok(())
 }
@@ -207,6 +273,7 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
     let client = ctx.connect().await?;
     let cluster_id;
     let members;
+    let encoded;
     match path {
         "member remove" => {
             let r = ctx.request(&client, MemberRemoveRequest { id });
@@ -219,6 +286,7 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
                 .as_ref()
                 .map(|h| h.cluster_id)
                 .unwrap_or_default();
+            encoded = resp.encode_to_vec();
             members = (resp.header, resp.members);
         }
         "member promote" => {
@@ -232,6 +300,7 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
                 .as_ref()
                 .map(|h| h.cluster_id)
                 .unwrap_or_default();
+            encoded = resp.encode_to_vec();
             members = (resp.header, resp.members);
         }
         _ => {
@@ -253,14 +322,17 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
                 .as_ref()
                 .map(|h| h.cluster_id)
                 .unwrap_or_default();
+            encoded = resp.encode_to_vec();
             members = (resp.header, resp.members);
         }
     }
     match ctx.printer().format {
-        crate::output::Format::Json => {
+        Format::Json => {
             emit(format!("{}\n", json::member_change(&members.0, &members.1)).as_bytes());
         }
-        _ => {
+        Format::Protobuf => emit(&encoded),
+        Format::Fields | Format::Table => return Err(unsupported(ctx.printer().format)),
+        Format::Simple => {
             let verb = match path {
                 "member remove" => "removed from",
                 "member promote" => "promoted in",
@@ -272,9 +344,36 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// The endpoints a per-endpoint command visits.
-fn endpoints(ctx: &Ctx) -> Vec<String> {
-    ctx.global.endpoints.clone()
+/// The endpoints a per-endpoint command visits: `--endpoints`, or with
+/// `--cluster` every client URL of every member, in the member list's
+/// order. The member list is fetched without authenticating, as etcdctl
+/// does (it needs none).
+async fn endpoints(ctx: &Ctx) -> Result<Vec<String>, CtlError> {
+    if !ctx.flags.bool("cluster") {
+        return Ok(ctx.global.endpoints.clone());
+    }
+    let fetch_failed = |text: &str| {
+        CtlError::new(
+            EXIT_ERROR,
+            format!("failed to fetch endpoints from etcd cluster member list: {text}"),
+        )
+    };
+    let mut anonymous = ctx.global.clone();
+    anonymous.user.clear();
+    anonymous.password.clear();
+    let client = Client::connect(&anonymous).await?;
+    let r = client.request(MemberListRequest {
+        linearizable: false,
+    });
+    let response = client
+        .unary(|ch| async move { ClusterClient::new(ch).member_list(r).await })
+        .await
+        .map_err(|s| fetch_failed(&status_text(&s)))?;
+    Ok(response
+        .members
+        .into_iter()
+        .flat_map(|m| m.client_ur_ls)
+        .collect())
 }
 
 /// A client of one endpoint.
@@ -282,33 +381,57 @@ async fn single(ctx: &Ctx, endpoint: &str, style: TargetStyle) -> Result<Client,
     Client::connect_to(&ctx.global, &[endpoint.to_string()], style).await
 }
 
-/// `endpoint health`.
+/// Checks one endpoint's health as etcdctl does: a read of the key
+/// `health` that succeeds, or is refused for permissions, means healthy.
+async fn check_health(global: GlobalOptions, endpoint: String) -> EndpointHealth {
+    let started = Instant::now();
+    let client = match Client::connect_to(
+        &global,
+        std::slice::from_ref(&endpoint),
+        TargetStyle::Cluster,
+    )
+    .await
+    {
+        Ok(client) => client,
+        Err(e) => {
+            return EndpointHealth {
+                endpoint,
+                health: false,
+                took: String::new(),
+                error: e.message().to_string(),
+            };
+        }
+    };
+    let r = client.request(RangeRequest {
+        key: b"health".to_vec(),
+        ..Default::default()
+    });
+    let outcome = client
+        .unary(|ch| async move { KvClient::new(ch).range(r).await })
+        .await;
+    let error = match outcome {
+        Ok(_) => String::new(),
+        Err(s) if s.code() == Code::PermissionDenied => String::new(),
+        Err(s) => status_text(&s),
+    };
+    EndpointHealth {
+        endpoint,
+        health: error.is_empty(),
+        took: go_duration(started.elapsed()),
+        error,
+    }
+}
+
+/// `endpoint health`: every endpoint checked at once, listed in the order
+/// the checks finish, as etcdctl lists them.
 async fn endpoint_health(ctx: &Ctx) -> Result<(), CtlError> {
+    let mut checks = tokio::task::JoinSet::new();
+    for endpoint in endpoints(ctx).await? {
+        checks.spawn(check_health(ctx.global.clone(), endpoint));
+    }
     let mut results = Vec::new();
-    for endpoint in endpoints(ctx) {
-        let started = Instant::now();
-        let client = single(ctx, &endpoint, TargetStyle::Cluster).await?;
-        let r = ctx.request(
-            &client,
-            RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            },
-        );
-        let outcome = client
-            .unary(|ch| async move { KvClient::new(ch).range(r).await })
-            .await;
-        let error = match outcome {
-            Ok(_) => String::new(),
-            Err(s) if s.code() == Code::PermissionDenied => String::new(),
-            Err(s) => status_text(&s),
-        };
-        results.push(EndpointHealth {
-            endpoint: endpoint.clone(),
-            health: error.is_empty(),
-            took: started.elapsed(),
-            error,
-        });
+    while let Some(done) = checks.join_next().await {
+        results.push(done.map_err(|e| CtlError::new(EXIT_ERROR, e))?);
     }
     let (stdout, stderr) = ctx.printer().endpoint_health(&results)?;
     emit(&stdout);
@@ -323,7 +446,7 @@ async fn endpoint_health(ctx: &Ctx) -> Result<(), CtlError> {
 async fn endpoint_status(ctx: &Ctx) -> Result<(), CtlError> {
     let mut list = Vec::new();
     let mut failed = false;
-    for endpoint in endpoints(ctx) {
+    for endpoint in endpoints(ctx).await? {
         let shown = endpoint.clone();
         let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
         let r = ctx.request(&client, StatusRequest {});
@@ -353,7 +476,7 @@ async fn endpoint_hashkv(ctx: &Ctx) -> Result<(), CtlError> {
     let mut list = Vec::new();
     let mut failed = false;
     let revision = ctx.flags.int("rev");
-    for endpoint in endpoints(ctx) {
+    for endpoint in endpoints(ctx).await? {
         let shown = endpoint.clone();
         let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
         let r = ctx.request(&client, HashKvRequest { revision });
@@ -381,7 +504,7 @@ async fn endpoint_hashkv(ctx: &Ctx) -> Result<(), CtlError> {
 /// `defrag`.
 async fn defrag(ctx: &Ctx) -> Result<(), CtlError> {
     let mut failed = false;
-    for endpoint in endpoints(ctx) {
+    for endpoint in endpoints(ctx).await? {
         let shown = endpoint.clone();
         let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
         let r = ctx.request(&client, DefragmentRequest {});
@@ -437,12 +560,12 @@ async fn move_leader(ctx: &Ctx) -> Result<(), CtlError> {
     let target_id = u64::from_str_radix(&arg, 16).map_err(|_| {
         CtlError::new(
             EXIT_BAD_ARGS,
-            format!("bad leader ID arg (strconv.ParseUint: parsing {arg:?}: invalid syntax), expecting ID in Hex"),
+            format!("strconv.ParseUint: parsing {arg:?}: invalid syntax"),
         )
     })?;
     let mut leader = None;
-    for endpoint in endpoints(ctx) {
-        let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
+    for endpoint in ctx.global.endpoints.clone() {
+        let client = single(ctx, &endpoint, TargetStyle::Cluster).await?;
         let r = ctx.request(&client, StatusRequest {});
         let status = client
             .unary(|ch| async move { MaintenanceClient::new(ch).status(r).await })
@@ -461,20 +584,32 @@ async fn move_leader(ctx: &Ctx) -> Result<(), CtlError> {
     let Some((client, leader_id)) = leader else {
         return Err(CtlError::new(
             EXIT_ERROR,
-            "no leader endpoint given at [".to_string() + &endpoints(ctx).join(" ") + "]",
+            "no leader endpoint given at [".to_string() + &ctx.global.endpoints.join(" ") + "]",
         ));
     };
     let r = ctx.request(&client, MoveLeaderRequest { target_id });
-    client
+    let response = client
         .unary(|ch| async move { MaintenanceClient::new(ch).move_leader(r).await })
         .await
         .map_err(|s| server_error(&s))?;
-    emit(format!("Leadership transferred from {leader_id:x} to {target_id:x}\n").as_bytes());
+    match ctx.printer().format {
+        Format::Simple => {
+            emit(format!("Leadership transferred from {leader_id:x} to {target_id:x}\n").as_bytes())
+        }
+        Format::Json => emit(format!("{}\n", json::header_only(&response.header)).as_bytes()),
+        Format::Protobuf => emit(&response.encode_to_vec()),
+        // Leadership has moved; only then does etcdctl find it cannot print.
+        other => return Err(unsupported(other)),
+    }
     Ok(())
 }
 
-/// `snapshot save <file>`.
+/// `snapshot save <file>`: streams the member's backend into `<file>.part`,
+/// syncs it and renames it, logging each step as etcdctl's snapshot
+/// manager and Go client do.
 async fn snapshot_save(ctx: &Ctx) -> Result<(), CtlError> {
+    use crate::log::{ZapTime, info};
+    use crate::output::json::quote;
     use retcd_api::etcdserverpb::SnapshotRequest;
     use std::io::Write;
     let args = ctx.flags.args();
@@ -485,48 +620,108 @@ async fn snapshot_save(ctx: &Ctx) -> Result<(), CtlError> {
         ));
     }
     let path = args[0].clone();
-    let endpoints = endpoints(ctx);
+    let endpoints = ctx.global.endpoints.clone();
     if endpoints.len() != 1 {
         return Err(CtlError::new(
-            EXIT_BAD_ARGS,
-            format!("snapshot must be requested to one selected node, not multiple {endpoints:?}"),
+            crate::error::EXIT_INTERRUPTED,
+            format!(
+                "snapshot must be requested to one selected node, not multiple [{}]",
+                endpoints.join(" ")
+            ),
         ));
     }
-    let client = single(ctx, &endpoints[0], TargetStyle::Cluster).await?;
-    let Some(channel) = client.channel() else {
-        return Err(CtlError::new(
-            crate::error::EXIT_INTERRUPTED,
-            crate::error::DEADLINE_TEXT,
-        ));
+    let interrupted = |e: CtlError| CtlError {
+        code: crate::error::EXIT_INTERRUPTED,
+        ..e
     };
+    let client = single(ctx, &endpoints[0], TargetStyle::Cluster)
+        .await
+        .map_err(interrupted)?;
     let part = format!("{path}.part");
-    let mut file = std::fs::File::create(&part).map_err(|e| {
-        CtlError::new(
-            crate::error::EXIT_INTERRUPTED,
-            format!("could not open {part} ({e})"),
-        )
-    })?;
-    let request = ctx.request(&client, SnapshotRequest {});
+    // Private, as etcdctl writes it: a snapshot holds every key and value.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(SNAPSHOT_FILE_MODE)
+        .open(&part)
+        .map_err(|e| {
+            CtlError::new(
+                crate::error::EXIT_INTERRUPTED,
+                format!(
+                    "could not open {part} ({})",
+                    crate::error::go_path_error("open", &part, &e)
+                ),
+            )
+        })?;
+    info(
+        ZapTime::Epoch,
+        "snapshot/v3_snapshot.go:119",
+        "created temporary db file",
+        &[("path", quote(&part))],
+    );
     let failed = |e: String| {
         let _ = std::fs::remove_file(&part);
         CtlError::new(crate::error::EXIT_INTERRUPTED, e)
     };
+    let Some(channel) = client.channel() else {
+        return Err(failed(crate::error::DEADLINE_TEXT.to_string()));
+    };
+    let started = Instant::now();
+    let request = ctx.request(&client, SnapshotRequest {});
     let mut stream = MaintenanceClient::new(channel)
         .snapshot(request)
         .await
         .map_err(|s| failed(status_text(&s)))?
         .into_inner();
+    info(
+        ZapTime::Iso,
+        "clientv3/maintenance.go:200",
+        "opened snapshot stream; downloading",
+        &[],
+    );
+    info(
+        ZapTime::Epoch,
+        "snapshot/v3_snapshot.go:127",
+        "fetching snapshot",
+        &[("endpoint", quote(&endpoints[0]))],
+    );
+    let mut size = 0u64;
     loop {
         match stream.message().await {
-            Ok(Some(chunk)) => file
-                .write_all(&chunk.blob)
-                .map_err(|e| failed(e.to_string()))?,
+            Ok(Some(chunk)) => {
+                size += chunk.blob.len() as u64;
+                file.write_all(&chunk.blob)
+                    .map_err(|e| failed(e.to_string()))?
+            }
             Ok(None) => break,
             Err(s) => return Err(failed(status_text(&s))),
         }
     }
+    info(
+        ZapTime::Iso,
+        "clientv3/maintenance.go:208",
+        "completed snapshot read; closing",
+        &[],
+    );
     file.sync_all().map_err(|e| failed(e.to_string()))?;
+    info(
+        ZapTime::Epoch,
+        "snapshot/v3_snapshot.go:142",
+        "fetched snapshot",
+        &[
+            ("endpoint", quote(&endpoints[0])),
+            ("size", quote(&crate::output::gofmt::humanize_bytes(size))),
+            ("took", format!("{}", started.elapsed().as_secs_f64())),
+        ],
+    );
     std::fs::rename(&part, &path).map_err(|e| failed(e.to_string()))?;
+    info(
+        ZapTime::Epoch,
+        "snapshot/v3_snapshot.go:152",
+        "saved",
+        &[("path", quote(&path))],
+    );
     emit(format!("Snapshot saved at {path}\n").as_bytes());
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! - A flag error prints the command's usage on stdout and the error twice
 //!   on stderr (cobra once, etcdctl once), exit 1, as etcdctl 3.4 does.
 
+pub mod check;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -91,6 +92,16 @@ $ cat file | put <key>
 will store the content of the file to <key>.
 ";
 
+/// `endpoint status`'s help description.
+const ENDPOINT_STATUS_LONG: &str = "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are endpoint, ID, version, db size, is leader, is learner, raft term, raft index, raft applied index, errors.
+";
+
+/// `snapshot status`'s help description.
+const SNAPSHOT_STATUS_LONG: &str = "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are hash, revision, total keys, total size.
+";
+
 /// Every command this etcdctl runs.
 pub const COMMANDS: &[Command] = &[
     Command {
@@ -107,6 +118,14 @@ pub const COMMANDS: &[Command] = &[
         short: "Lists all alarms",
         long: "",
         flags: none,
+        hidden_flags: none,
+    },
+    Command {
+        path: "check perf",
+        usage: "check perf [options]",
+        short: "Check the performance of the etcd cluster",
+        long: "",
+        flags: check::perf_flags,
         hidden_flags: none,
     },
     Command {
@@ -153,7 +172,7 @@ pub const COMMANDS: &[Command] = &[
         path: "endpoint status",
         usage: "endpoint status",
         short: "Prints out the status of endpoints specified in `--endpoints` flag",
-        long: "",
+        long: ENDPOINT_STATUS_LONG,
         flags: none,
         hidden_flags: cluster::endpoint_hidden_flags,
     },
@@ -225,7 +244,7 @@ pub const COMMANDS: &[Command] = &[
         path: "member promote",
         usage: "member promote <memberID>",
         short: "Promotes a non-voting member in the cluster",
-        long: "",
+        long: "Promotes a non-voting learner member to a voting one in the cluster.\n",
         flags: none,
         hidden_flags: none,
     },
@@ -270,6 +289,22 @@ pub const COMMANDS: &[Command] = &[
         hidden_flags: none,
     },
     Command {
+        path: "snapshot restore",
+        usage: "snapshot restore <filename> [options]",
+        short: "Restores an etcd member snapshot to an etcd directory",
+        long: "",
+        flags: cluster::snapshot_restore_flags,
+        hidden_flags: none,
+    },
+    Command {
+        path: "snapshot status",
+        usage: "snapshot status <filename>",
+        short: "Gets backend snapshot status of a given file",
+        long: SNAPSHOT_STATUS_LONG,
+        flags: none,
+        hidden_flags: none,
+    },
+    Command {
         path: "txn",
         usage: "txn [options]",
         short: "Txn processes all the requests in one transaction",
@@ -298,6 +333,10 @@ pub const COMMANDS: &[Command] = &[
 /// Command groups and their one-line descriptions.
 const GROUPS: &[(&str, &str)] = &[
     ("alarm", "Alarm related commands"),
+    (
+        "check",
+        "commands for checking properties of the etcd cluster",
+    ),
     ("endpoint", "Endpoint related commands"),
     ("lease", "Lease related commands"),
     ("member", "Membership related commands"),
@@ -386,6 +425,7 @@ async fn dispatch(command: &Command, ctx: &Ctx) -> Result<(), CtlError> {
         "lease list" => lease::list(ctx).await,
         "lease keep-alive" => lease::keep_alive(ctx).await,
         "watch" => watch::watch(ctx).await,
+        "check perf" => check::perf(ctx).await,
         other => cluster::dispatch(other, ctx).await,
     }
 }
@@ -491,9 +531,15 @@ fn unknown_command(word: &str) -> CtlError {
     )
 }
 
-/// The GLOBAL OPTIONS section.
-fn global_options() -> String {
-    usage_lines(GLOBAL_FLAGS)
+/// The GLOBAL OPTIONS section; the `endpoint` group's persistent
+/// `--cluster` flag shows among them for its subcommands.
+fn global_options(group: &str) -> String {
+    let mut flags = GLOBAL_FLAGS.to_vec();
+    if group == "endpoint" {
+        flags.extend(cluster::endpoint_hidden_flags());
+        flags.sort_by_key(|f| f.name);
+    }
+    usage_lines(&flags)
 }
 
 /// A command's help text, as cobra renders etcdctl's template.
@@ -518,8 +564,21 @@ pub fn command_help(command: &Command) -> String {
     text.push_str("OPTIONS:\n");
     text.push_str(&usage_lines(&local));
     text.push_str("\nGLOBAL OPTIONS:\n");
-    text.push_str(&global_options());
+    text.push_str(&global_options(
+        command.path.split(' ').next().unwrap_or_default(),
+    ));
     text
+}
+
+/// A group's own flags: its help flag, and `endpoint`'s `--cluster`.
+fn group_flags(group: &str) -> Vec<FlagSpec> {
+    let mut flags = if group == "endpoint" {
+        cluster::endpoint_hidden_flags()
+    } else {
+        Vec::new()
+    };
+    flags.push(help_flag(group));
+    flags
 }
 
 /// A group's help (`etcdctl lease`).
@@ -529,21 +588,27 @@ fn group_help(group: &str) -> String {
         .find(|(g, _)| *g == group)
         .map(|(_, s)| *s)
         .unwrap_or_default();
-    let lines: Vec<String> = COMMANDS
+    // Commands not run yet are listed too, so the help reads as etcdctl's.
+    let mut entries: Vec<(&str, &str)> = COMMANDS
         .iter()
-        .filter_map(|c| {
-            c.path
-                .strip_prefix(group)
+        .map(|c| (c.path, c.short))
+        .chain(NOT_YET.iter().copied())
+        .filter_map(|(path, short)| {
+            path.strip_prefix(group)
                 .and_then(|s| s.strip_prefix(' '))
-                .map(|sub| (sub, c.short))
+                .map(|sub| (sub, short))
         })
+        .collect();
+    entries.sort();
+    let lines: Vec<String> = entries
+        .iter()
         .map(|(sub, short)| format!("\t{sub}\t{short}"))
         .collect();
     format!(
         "NAME:\n\t{group} - {short}\n\nUSAGE:\n\tetcdctl {group} <subcommand> [flags]\n\nAPI VERSION:\n\t{API_VERSION}\n\n\nCOMMANDS:\n{}\nOPTIONS:\n{}\nGLOBAL OPTIONS:\n{}\n",
         tabwrite(&lines),
-        usage_lines(&[help_flag(group)]),
-        global_options()
+        usage_lines(&group_flags(group)),
+        global_options("")
     )
 }
 
@@ -556,7 +621,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "check datascale",
         "Check the memory usage of holding data for different workloads on a given server endpoint.",
     ),
-    ("check perf", "Check the performance of the etcd cluster"),
     (
         "completion bash",
         "Generate the autocompletion script for bash",
@@ -587,14 +651,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("role grant-permission", "Grants a key to a role"),
     ("role list", "Lists all roles"),
     ("role revoke-permission", "Revokes a key from a role"),
-    (
-        "snapshot restore",
-        "Restores an etcd member snapshot to an etcd directory",
-    ),
-    (
-        "snapshot status",
-        "Gets backend snapshot status of a given file",
-    ),
     ("user add", "Adds a new user"),
     ("user delete", "Deletes a user"),
     ("user get", "Gets detailed information of a user"),

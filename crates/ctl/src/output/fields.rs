@@ -11,7 +11,7 @@ use retcd_api::etcdserverpb::{
 };
 use retcd_api::mvccpb::KeyValue;
 
-use super::gofmt::{go_duration, quote};
+use super::gofmt::quote;
 use super::{EndpointHealth, alarm_name};
 
 /// Appends one `"name" : value` line.
@@ -140,7 +140,7 @@ pub fn endpoint_health(out: &mut String, list: &[EndpointHealth]) {
     for h in list {
         line(out, "Endpoint", quote(h.endpoint.as_bytes()));
         line(out, "Health", h.health);
-        line(out, "Took", go_duration(h.took));
+        line(out, "Took", &h.took);
         line(out, "Error", &h.error);
         out.push('\n');
     }

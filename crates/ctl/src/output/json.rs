@@ -20,7 +20,6 @@ use retcd_api::etcdserverpb::{
 use retcd_api::mvccpb::KeyValue;
 
 use super::EndpointHealth;
-use super::gofmt::go_duration;
 
 /// A JSON object under construction, fields in insertion order.
 #[derive(Debug, Default)]
@@ -357,7 +356,7 @@ pub fn endpoint_health(list: &[EndpointHealth]) -> String {
             Obj::new()
                 .str("endpoint", &h.endpoint)
                 .bool("health", h.health)
-                .str("took", &go_duration(h.took))
+                .str("took", &h.took)
                 .str_nz("error", &h.error)
                 .end()
         })

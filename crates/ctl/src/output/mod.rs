@@ -17,8 +17,6 @@ pub mod json;
 pub mod simple;
 pub mod table;
 
-use std::time::Duration;
-
 use prost::Message;
 use retcd_api::etcdserverpb::{
     AlarmResponse, DeleteRangeResponse, HashKvResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
@@ -75,8 +73,9 @@ pub struct EndpointHealth {
     pub endpoint: String,
     /// Whether the check succeeded.
     pub health: bool,
-    /// How long the check took.
-    pub took: Duration,
+    /// How long the check took, as Go prints a duration; empty when no
+    /// client could be made.
+    pub took: String,
     /// Why it failed, or empty.
     pub error: String,
 }
@@ -282,7 +281,7 @@ impl Printer {
                         vec![
                             h.endpoint.clone(),
                             h.health.to_string(),
-                            gofmt::go_duration(h.took),
+                            h.took.clone(),
                             h.error.clone(),
                         ]
                     })

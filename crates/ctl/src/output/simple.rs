@@ -141,8 +141,7 @@ pub fn endpoint_health(list: &[EndpointHealth]) -> String {
             let _ = writeln!(
                 out,
                 "{} is healthy: successfully committed proposal: took = {}",
-                h.endpoint,
-                super::gofmt::go_duration(h.took)
+                h.endpoint, h.took
             );
         } else {
             let _ = writeln!(
