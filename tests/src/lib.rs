@@ -15,6 +15,7 @@
 //!   a shared `--initial-cluster`; kill -9 and restart a member; all killed on drop.
 //! - [`etcdctl`]: runs `/usr/bin/etcdctl` with the v3 API.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the gateway.
+//! - [`linearizability`]: a checker for recorded concurrent KV histories.
 //! - [`mask`]: the masking rules.
 //! - [`differential`]: scripts of etcdctl steps compared across both servers.
 //! - [`gateway`]: gateway calls compared across both servers.
@@ -24,6 +25,7 @@ pub mod differential;
 pub mod etcdctl;
 pub mod gateway;
 pub mod http;
+pub mod linearizability;
 pub mod mask;
 pub mod ports;
 pub mod server;

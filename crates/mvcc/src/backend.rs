@@ -19,13 +19,19 @@
 //! chunks, each its own short write transaction, and records
 //! `finished_compact_rev` in the last one; a compaction scheduled but not
 //! finished is resumed at open.
+//!
+//! Snapshots ([`Backend::export_to`], [`Backend::replace_from`]) copy every
+//! table row by row, never the file: redb rewrites its header in place on
+//! every commit, so a byte copy taken while the apply loop commits could pair
+//! a new header with old pages. A read transaction pins one committed state,
+//! and writing it into a fresh file also leaves the copy without free pages.
 
 use std::path::{Path, PathBuf};
 
 use prost::Message;
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase,
+    ReadableTable, TableDefinition, WriteTransaction,
 };
 use retcd_api::mvccpb::KeyValue;
 
@@ -103,14 +109,7 @@ impl Backend {
     /// Reads the store's counters.
     pub fn meta(&self) -> Result<Meta> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(META)?;
-        let get = |k: &str| -> Result<u64> { Ok(table.get(k)?.map_or(0, |v| v.value())) };
-        Ok(Meta {
-            consistent_index: get(CONSISTENT_INDEX)?,
-            consistent_term: get(CONSISTENT_TERM)?,
-            scheduled_compact: get(SCHEDULED_COMPACT)? as i64,
-            finished_compact: get(FINISHED_COMPACT)? as i64,
-        })
+        read_meta(&txn.open_table(META)?)
     }
 
     /// Reads one server metadata value.
@@ -227,6 +226,59 @@ impl Backend {
         Ok(())
     }
 
+    /// Writes a consistent copy of every table into a new database file at
+    /// `path` (which must not exist) and makes it durable; returns the
+    /// counters the copy holds.
+    pub fn export_to(&self, path: &Path) -> Result<Meta> {
+        let source = self.db.begin_read()?;
+        let meta = read_meta(&source.open_table(META)?)?;
+        let copy = Database::builder().create(path)?;
+        let txn = copy.begin_write()?;
+        copy_tables(&source, &txn)?;
+        txn.commit()?;
+        Ok(meta)
+    }
+
+    /// Replaces every table's contents with those of the database file at
+    /// `path`, except the server metadata keys in `keep`, which keep their
+    /// current values (or absence); all in one durable write transaction, so a
+    /// crash leaves either the old contents or the new ones. Returns the new
+    /// counters.
+    pub fn replace_from(&self, path: &Path, keep: &[&[u8]]) -> Result<Meta> {
+        let source_db = ReadOnlyDatabase::open(path)?;
+        let source = source_db.begin_read()?;
+        let meta = read_meta(&source.open_table(META)?)?;
+        let txn = self.begin_write(true)?;
+        let kept = {
+            let table = txn.open_table(SERVER_META)?;
+            let mut kept = Vec::with_capacity(keep.len());
+            for key in keep {
+                kept.push((*key, table.get(*key)?.map(|v| v.value().to_vec())));
+            }
+            kept
+        };
+        txn.delete_table(KV)?;
+        txn.delete_table(META)?;
+        txn.delete_table(SERVER_META)?;
+        copy_tables(&source, &txn)?;
+        {
+            let mut table = txn.open_table(SERVER_META)?;
+            for (key, value) in kept {
+                match value {
+                    Some(value) => table.insert(key, value.as_slice())?,
+                    None => table.remove(key)?,
+                };
+            }
+        }
+        txn.commit()?;
+        Ok(meta)
+    }
+
+    /// Where the database file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the database file in bytes.
     pub fn size_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
@@ -242,6 +294,45 @@ impl Backend {
         })?;
         Ok(txn)
     }
+}
+
+/// The counters stored in a `meta` table.
+fn read_meta(table: &ReadOnlyTable<&'static str, u64>) -> Result<Meta> {
+    let get = |k: &str| -> Result<u64> { Ok(table.get(k)?.map_or(0, |v| v.value())) };
+    Ok(Meta {
+        consistent_index: get(CONSISTENT_INDEX)?,
+        consistent_term: get(CONSISTENT_TERM)?,
+        scheduled_compact: get(SCHEDULED_COMPACT)? as i64,
+        finished_compact: get(FINISHED_COMPACT)? as i64,
+    })
+}
+
+/// Copies every row of the three tables as `source` sees them into `target`
+/// (whose tables are empty or absent).
+fn copy_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()> {
+    {
+        let from = source.open_table(KV)?;
+        let mut to = target.open_table(KV)?;
+        for item in from.iter()? {
+            let (key, value) = item?;
+            to.insert(key.value(), value.value())?;
+        }
+    }
+    {
+        let from = source.open_table(META)?;
+        let mut to = target.open_table(META)?;
+        for item in from.iter()? {
+            let (key, value) = item?;
+            to.insert(key.value(), value.value())?;
+        }
+    }
+    let from = source.open_table(SERVER_META)?;
+    let mut to = target.open_table(SERVER_META)?;
+    for item in from.iter()? {
+        let (key, value) = item?;
+        to.insert(key.value(), value.value())?;
+    }
+    Ok(())
 }
 
 /// A read-only view of the rows, fixed when it was taken.

@@ -41,6 +41,7 @@ mod key_index;
 mod lock;
 mod range;
 mod revision;
+mod snapshot;
 mod store;
 mod txn;
 pub mod watch;
@@ -54,6 +55,7 @@ mod script_test;
 mod testutil;
 
 pub use error::{Error, Result};
+pub use snapshot::SnapshotInfo;
 pub use store::Store;
 pub use txn::{check_txn_duplicates, is_txn_read_only};
 pub use write::{WriteBatch, check_put_request};

@@ -30,7 +30,7 @@ use retcd_api::etcdserverpb::{
     RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 
-use crate::backend::{Backend, RowHead, Snapshot};
+use crate::backend::{Backend, Meta, RowHead, Snapshot};
 use crate::compactor::{self, Compaction};
 use crate::error::{Error, Result};
 use crate::hash::Crc32c;
@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub compaction: Compaction,
     /// Bytes of the live rows (see [`row_bytes`]).
     pub live_bytes: AtomicU64,
+    /// Snapshots installed since open; changes only under the index write
+    /// lock, so a read can tell it raced an install (see [`Store::range`]).
+    pub installs: AtomicU64,
 }
 
 /// A multi-version key-value store over a redb file: etcd's mvcc package.
@@ -77,28 +80,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let backend = Backend::open(path)?;
         let meta = backend.meta()?;
-        let mut index = Index::default();
-        let mut last_main = 1;
-        let mut live_bytes = 0;
-        backend.snapshot()?.scan(i64::MAX, |key, row| {
-            live_bytes += row_bytes(row.len());
-            let (rev, tombstone) = decode_key(key);
-            let head = RowHead::decode(row)?;
-            index.restore_row(
-                &head.key,
-                rev,
-                tombstone,
-                head.create_revision,
-                head.version,
-            );
-            last_main = rev.main;
-            Ok(())
-        })?;
-        // A compaction at the newest revision may have removed every row of it.
-        let current = last_main.max(meta.scheduled_compact);
-        if meta.scheduled_compact > 0 {
-            index.compact(meta.scheduled_compact);
-        }
+        let Loaded {
+            index,
+            current,
+            live_bytes,
+        } = load_index(&backend, &meta)?;
         tracing::info!(
             revision = current,
             compact_revision = meta.scheduled_compact,
@@ -113,6 +99,7 @@ impl Store {
             compact_rev: AtomicI64::new(meta.scheduled_compact),
             consistent_index: AtomicU64::new(meta.consistent_index),
             consistent_term: AtomicU64::new(meta.consistent_term),
+            installs: AtomicU64::new(0),
             writer: WriterLock::default(),
             compaction: Compaction::new(meta.scheduled_compact, meta.finished_compact),
             live_bytes: AtomicU64::new(live_bytes),
@@ -150,18 +137,32 @@ impl Store {
     /// Answers a range from committed state; the header carries the revision
     /// the read was served at (the current one, as etcd reports it).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let reader = self.reader()?;
-        reader.range(req)
+        self.read(|reader| reader.range(req))
     }
 
     /// Runs a txn that holds no put or delete (see
     /// [`is_txn_read_only`](crate::is_txn_read_only)) against committed state;
     /// a write in the chosen branch is refused with `Error::TxnNotReadOnly`.
     pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse> {
-        let reader = self.reader()?;
-        let mut resp = reader.txn(req)?;
-        resp.header = Some(header(reader.current));
-        Ok(resp)
+        self.read(|reader| {
+            let mut resp = reader.txn(req)?;
+            resp.header = Some(header(reader.current));
+            Ok(resp)
+        })
+    }
+
+    /// Runs `f` on a fresh read view; again when it failed and a snapshot
+    /// install replaced the store under it (the view may then pair the old
+    /// revision with the new index), at most [`MAX_READ_ATTEMPTS`] times.
+    fn read<T>(&self, f: impl Fn(&Reader) -> Result<T>) -> Result<T> {
+        let mut attempts = 1;
+        loop {
+            let reader = self.reader()?;
+            match f(&reader) {
+                Err(_) if reader.raced_install() && attempts < MAX_READ_ATTEMPTS => attempts += 1,
+                result => return result,
+            }
+        }
     }
 
     /// Starts the one write batch; waits while another batch or a compaction
@@ -236,10 +237,12 @@ impl Store {
 
     /// A read view of committed state (see the module docs for the order).
     fn reader(&self) -> Result<Reader> {
+        let installs = self.shared.installs.load(Ordering::Acquire);
         let current = self.current_revision();
         let snapshot = self.shared.backend.snapshot()?;
         Ok(Reader {
             shared: self.shared.clone(),
+            installs,
             current,
             snapshot,
         })
@@ -259,6 +262,47 @@ impl Drop for Store {
     }
 }
 
+/// The in-memory state [`load_index`] rebuilds from the backend.
+pub(crate) struct Loaded {
+    /// Every key's revision history, compacted at the scheduled compaction.
+    pub index: Index,
+    /// The newest revision.
+    pub current: i64,
+    /// Bytes of the live rows.
+    pub live_bytes: u64,
+}
+
+/// Rebuilds the key index from every row of `backend`, whose counters are `meta`.
+pub(crate) fn load_index(backend: &Backend, meta: &Meta) -> Result<Loaded> {
+    let mut index = Index::default();
+    let mut last_main = 1;
+    let mut live_bytes = 0;
+    backend.snapshot()?.scan(i64::MAX, |key, row| {
+        live_bytes += row_bytes(row.len());
+        let (rev, tombstone) = decode_key(key);
+        let head = RowHead::decode(row)?;
+        index.restore_row(
+            &head.key,
+            rev,
+            tombstone,
+            head.create_revision,
+            head.version,
+        );
+        last_main = rev.main;
+        Ok(())
+    })?;
+    // A compaction at the newest revision may have removed every row of it.
+    let current = last_main.max(meta.scheduled_compact);
+    if meta.scheduled_compact > 0 {
+        index.compact(meta.scheduled_compact);
+    }
+    Ok(Loaded {
+        index,
+        current,
+        live_bytes,
+    })
+}
+
 /// Estimated bytes a row with a value of `value_len` bytes takes in the
 /// backend: the value, its 17-byte key and redb's per-entry bookkeeping.
 pub(crate) fn row_bytes(value_len: usize) -> u64 {
@@ -266,6 +310,9 @@ pub(crate) fn row_bytes(value_len: usize) -> u64 {
     const ROW_OVERHEAD_BYTES: u64 = 16;
     value_len as u64 + REV_KEY_LEN as u64 + ROW_OVERHEAD_BYTES
 }
+
+/// Most attempts of one read that keeps racing snapshot installs.
+const MAX_READ_ATTEMPTS: usize = 4;
 
 /// A response header carrying only a revision.
 pub(crate) fn header(revision: i64) -> ResponseHeader {
@@ -280,6 +327,8 @@ pub(crate) fn header(revision: i64) -> ResponseHeader {
 struct Reader {
     /// The store's shared state.
     shared: Arc<Shared>,
+    /// Snapshots installed before the view was taken.
+    installs: u64,
     /// The revision the view was taken at.
     current: i64,
     /// The rows as of (at least) `current`.
@@ -287,6 +336,11 @@ struct Reader {
 }
 
 impl Reader {
+    /// Whether a snapshot install happened since the view was taken.
+    fn raced_install(&self) -> bool {
+        self.shared.installs.load(Ordering::Acquire) != self.installs
+    }
+
     /// Serves one range request at this view.
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         if req.key.is_empty() {

@@ -43,6 +43,8 @@ pub(crate) enum Control {
     ApplyConfChange(ConfChangeV2, oneshot::Sender<Result<ConfState>>),
     /// Hand leadership to a member.
     TransferLeader(u64),
+    /// Report the replication progress of every member (leader only).
+    Progress(oneshot::Sender<Option<Vec<Progress>>>),
     /// Stop the loop.
     Shutdown,
 }
@@ -72,6 +74,17 @@ pub struct Status {
     pub readies: u64,
     /// Synced (fsynced) log writes since start.
     pub log_syncs: u64,
+}
+
+/// How far one member's log matches the leader's, as the leader tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The member's id.
+    pub id: u64,
+    /// The highest log index known to match the leader's log.
+    pub matched: u64,
+    /// Whether the member is a learner.
+    pub is_learner: bool,
 }
 
 /// State the loop publishes and the handles read.
@@ -179,6 +192,14 @@ impl RaftHandle {
     /// Asks the leader to hand leadership to member `to`.
     pub fn transfer_leader(&self, to: u64) {
         let _ = self.control(Control::TransferLeader(to));
+    }
+
+    /// The replication progress of every member (the leader's own included),
+    /// or `None` when this member does not lead.
+    pub async fn progress(&self) -> Result<Option<Vec<Progress>>> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Progress(tx))?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// For the transport: member `id` could not be reached.

@@ -28,6 +28,12 @@
 //! conf-change entry it applies, in log order, and [`RaftHandle::report_durable_applied`]
 //! after each durable backend commit.
 //!
+//! Snapshots to a lagging (or joining) follower are made at the index the
+//! backend copy from [`SnapshotSource`] holds, not at the log's compaction
+//! point, with the conf state as of that index: the copy never lags the
+//! metadata, and a member added after the last compaction finds itself in
+//! the conf state it receives (raft refuses a snapshot that leaves it out).
+//!
 //! Caveat: a snapshot received from a leader is handed over once, after its
 //! metadata is durable; its data is not kept in the log. If the member crashes
 //! before the backend has installed it, the backend restarts behind the snapshot
@@ -47,13 +53,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use raft::RawNode;
 use tokio::sync::watch;
 
 pub use conf::decode_conf_change;
 pub use error::{Error, Result};
-pub use handle::{RaftHandle, Status};
+pub use handle::{Progress, RaftHandle, Status};
 pub use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     Message, MessageType, Snapshot,
@@ -78,6 +85,10 @@ pub struct NodeConfig {
     /// This member's id (non-zero).
     pub id: u64,
     /// Initial voters when bootstrapping a fresh log (ignored on restart).
+    /// Empty means the member joins an existing cluster: its log starts empty,
+    /// at snapshot point (0, 0) with no conf state, it never campaigns on its
+    /// own, and the leader brings it up to date with a snapshot (carrying the
+    /// conf state that includes it) once a conf change has added it.
     pub voters: Vec<u64>,
     /// The raft-engine directory (`<data-dir>/member/wal`).
     pub dir: PathBuf,
@@ -120,8 +131,12 @@ impl Transport for NoPeers {
 
 /// Supplies the backend's data when raft sends a snapshot to a lagging follower.
 pub trait SnapshotSource: Send + Sync + 'static {
-    /// A consistent copy of the backend (its consistent index >= the snapshot point).
-    fn snapshot_data(&self) -> Vec<u8>;
+    /// A consistent copy of the backend holding every entry up to at least
+    /// `min_index`, with the raft index it holds exactly (its consistent
+    /// index); the snapshot sent is made at that index. `None` while no such
+    /// copy is ready: raft then tries again on a later heartbeat, so a source
+    /// may build the copy in the background instead of holding the raft loop.
+    fn snapshot_data(&self, min_index: u64) -> Option<(u64, Bytes)>;
 }
 
 /// What the apply side receives, strictly in log order.

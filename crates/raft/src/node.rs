@@ -46,7 +46,7 @@ use raft_engine::LogBatch;
 use tokio::sync::oneshot;
 
 use crate::conf::DeliveredConfChanges;
-use crate::handle::{Control, Published, Request, Status};
+use crate::handle::{Control, Progress, Published, Request, Status};
 use crate::metrics::metrics;
 use crate::reads::ReadIndexQueue;
 use crate::storage::LogStorage;
@@ -189,6 +189,21 @@ impl Node {
                 let _ = done.send(result);
             }
             Control::TransferLeader(to) => self.raw.transfer_leader(to),
+            Control::Progress(done) => {
+                let raft = &self.raw.raft;
+                let progress = (raft.state == StateRole::Leader).then(|| {
+                    let learners = raft.prs().conf().learners();
+                    raft.prs()
+                        .iter()
+                        .map(|(&id, pr)| Progress {
+                            id,
+                            matched: pr.matched,
+                            is_learner: learners.contains(&id),
+                        })
+                        .collect()
+                });
+                let _ = done.send(progress);
+            }
             Control::Shutdown => return Ok(false),
         }
         Ok(true)

@@ -16,7 +16,9 @@
 //! Invariants:
 //! - `truncated.index <= snapshot.index <= hard_state.commit <= last_index`.
 //! - A fresh directory is bootstrapped with the initial voters at snapshot point
-//!   (1, 1) and commit 1, so the first real entry is index 2.
+//!   (1, 1) and commit 1, so the first real entry is index 2; a joining member's
+//!   (no voters) at (0, 0) with an empty conf state, so any leader's log is
+//!   compacted past it and the leader sends a snapshot.
 //! - Everything a `Ready` produces (snapshot point, entries, hard state) goes into
 //!   one batch, so a crash keeps all of it or none of it.
 //!
@@ -117,12 +119,20 @@ impl LogStorage {
         Ok(storage)
     }
 
-    /// Writes the initial state of a fresh member: voters at snapshot point (1, 1).
+    /// Writes the initial state of a fresh member: voters at snapshot point
+    /// (1, 1), or, with no voters (a member joining an existing cluster), an
+    /// empty log at (0, 0) that the leader's first snapshot replaces.
     fn bootstrap(&mut self, voters: &[u64]) -> Result<()> {
         if voters.is_empty() {
-            return Err(Error::Config(
-                "bootstrapping a new member needs at least one voter".into(),
-            ));
+            let mut batch = LogBatch::default();
+            self.stage_snapshot_point(&mut batch, SnapshotMetadata::default(), (0, 0))?;
+            // The hard state is the default one; store it all the same, since
+            // its presence is what marks the log as bootstrapped.
+            self.hard_state_dirty = true;
+            self.stage_hard_state(&mut batch)?;
+            self.write(&mut batch, true)?;
+            tracing::info!("bootstrapped an empty raft log to join an existing cluster");
+            return Ok(());
         }
         let mut meta = SnapshotMetadata {
             index: 1,
@@ -478,14 +488,35 @@ impl raft::Storage for LogStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.index < request_index {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+        // raft-rs treats any other error as fatal: everything that is not
+        // ready yet is "temporarily unavailable", and raft asks again later.
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        // The copy must cover the snapshot point and the latest conf change,
+        // so the receiver's conf state is current (it may be the member that
+        // change added).
+        let latest_conf_change = self.conf_history.keys().next_back().copied().unwrap_or(0);
+        let min_index = request_index
+            .max(self.snapshot.index)
+            .max(latest_conf_change);
+        let (index, data) = self
+            .snapshots
+            .snapshot_data(min_index)
+            .ok_or_else(unavailable)?;
+        if index < min_index || index > self.hard_state.commit {
+            tracing::warn!(
+                index,
+                min_index,
+                "snapshot source returned an unusable copy"
+            );
+            return Err(unavailable());
         }
+        let term = raft::Storage::term(self, index).map_err(|_| unavailable())?;
         let mut snap = Snapshot::default();
-        snap.set_metadata(self.snapshot.clone());
-        snap.data = self.snapshots.snapshot_data().into();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state_at(index).clone());
+        snap.data = data;
         Ok(snap)
     }
 }

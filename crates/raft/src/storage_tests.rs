@@ -9,8 +9,17 @@ use super::*;
 struct FixedData;
 
 impl SnapshotSource for FixedData {
-    fn snapshot_data(&self) -> Vec<u8> {
-        b"backend".to_vec()
+    fn snapshot_data(&self, min_index: u64) -> Option<(u64, bytes::Bytes)> {
+        Some((min_index, bytes::Bytes::from_static(b"backend")))
+    }
+}
+
+/// A source whose copy is never ready.
+struct NotReady;
+
+impl SnapshotSource for NotReady {
+    fn snapshot_data(&self, _min_index: u64) -> Option<(u64, bytes::Bytes)> {
+        None
     }
 }
 
@@ -55,7 +64,7 @@ fn learner_conf(voters: &[u64], learners: &[u64]) -> ConfState {
 #[test]
 fn bootstrap_writes_snapshot_point_one_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    for voters in [&[1, 2, 3][..], &[][..]] {
+    for voters in [&[1, 2, 3][..], &[9][..]] {
         let s = open(dir.path(), voters);
         let state = s.initial_state().unwrap();
         assert_eq!(state.hard_state.commit, 1);
@@ -69,12 +78,17 @@ fn bootstrap_writes_snapshot_point_one_and_survives_reopen() {
 }
 
 #[test]
-fn fresh_log_needs_voters() {
+fn fresh_log_without_voters_starts_empty_to_join() {
     let dir = tempfile::tempdir().unwrap();
-    let err = LogStorage::open(dir.path(), &[], Arc::new(FixedData))
-        .err()
-        .unwrap();
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    for _ in 0..2 {
+        let s = open(dir.path(), &[]);
+        let state = s.initial_state().unwrap();
+        assert_eq!(state.hard_state, HardState::default());
+        assert_eq!(state.conf_state, ConfState::default());
+        assert_eq!(s.snapshot_point().index, 0);
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
+        assert_eq!(s.term(0).unwrap(), 0);
+    }
 }
 
 #[test]
@@ -151,8 +165,16 @@ fn compaction_moves_snapshot_point_and_keeps_a_margin() {
     assert_eq!(snap.get_metadata().index, 50);
     assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
     assert_eq!(&snap.data[..], b"backend");
+    // A later request gets a snapshot at the later index the copy holds.
+    let snap = s.snapshot(60, 2).unwrap();
+    assert_eq!(
+        (snap.get_metadata().index, snap.get_metadata().term),
+        (60, 3)
+    );
+    drop(s);
+    let s = LogStorage::open(dir.path(), &[], Arc::new(NotReady)).unwrap();
     assert!(matches!(
-        s.snapshot(51, 2),
+        s.snapshot(50, 2),
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable
         ))

@@ -7,7 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{Applied, Network, NoData, block_on, config, wait_until};
-use retcd_raft::{Error, RaftHandle, start};
+use retcd_raft::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType, Error, RaftHandle, start,
+};
 
 const IDS: [u64; 3] = [1, 2, 3];
 
@@ -177,6 +179,94 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         .map(|e| (e.index, e.term, e.data.clone()))
         .collect();
     assert_eq!(lagging_tail, leader_tail);
+    for m in &members {
+        m.raft.shutdown();
+    }
+}
+
+#[test]
+fn a_member_started_without_voters_joins_through_a_snapshot() {
+    let network = Arc::new(Network::default());
+    let members = start_cluster(&network, 100_000);
+    let all: Vec<&Member> = members.iter().collect();
+    let leader_id = agreed_leader(&all);
+    let leader = &members[(leader_id - 1) as usize];
+    for i in 0..10 {
+        propose(&leader.raft, &payload(i));
+    }
+
+    // Member 4 starts with an empty log and no voters: it waits to be added.
+    const JOINER: u64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (joiner, rx) = start(
+        config(JOINER, &[], dir.path(), 0),
+        network.clone(),
+        Arc::new(NoData),
+    )
+    .unwrap();
+    network.join(JOINER, joiner.clone());
+    let joined = Applied::spawn(joiner.clone(), rx);
+    let status = joiner.status();
+    assert_eq!((status.last_index, status.commit_index), (0, 0));
+
+    let mut add = ConfChangeSingle::default();
+    add.set_change_type(ConfChangeType::AddNode);
+    add.node_id = JOINER;
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(add);
+    block_on(leader.raft.propose_conf_change(cc)).unwrap();
+    wait_until("the leader applied the conf change", || {
+        leader
+            .applied
+            .conf_states
+            .lock()
+            .last()
+            .is_some_and(|cs| cs.voters.contains(&JOINER))
+    });
+    propose(&leader.raft, &payload(10));
+    joined.wait_for(&payload(10));
+
+    // It caught up through one snapshot that already names it a voter, then
+    // through the log, and follows the leader from then on.
+    let snapshots = joined.snapshots.lock().clone();
+    assert_eq!(snapshots.len(), 1, "joined through one snapshot");
+    let (delivered_before, snap_index) = snapshots[0];
+    assert_eq!(delivered_before, 0, "nothing before the snapshot");
+    let add_index = leader
+        .applied
+        .entries
+        .lock()
+        .iter()
+        .find(|e| e.get_entry_type() != EntryType::EntryNormal)
+        .map(|e| e.index)
+        .unwrap();
+    assert!(
+        snap_index >= add_index,
+        "snapshot {snap_index} before the add at {add_index}"
+    );
+    joined.assert_contiguous_from(snap_index + 1);
+    assert_eq!(joiner.status().leader_id, leader_id);
+    assert!(!joiner.status().is_learner);
+    for i in 11..15 {
+        propose(&leader.raft, &payload(i));
+    }
+    joined.wait_for(&payload(14));
+    // A snapshot installs state up to its index; entries after it match the leader's.
+    let tail = |a: &Applied| -> Vec<Vec<u8>> {
+        a.entries
+            .lock()
+            .iter()
+            .filter(|e| {
+                e.index > snap_index
+                    && e.get_entry_type() == EntryType::EntryNormal
+                    && !e.data.is_empty()
+            })
+            .map(|e| e.data.to_vec())
+            .collect()
+    };
+    leader.applied.wait_for(&payload(14));
+    assert_eq!(tail(&joined), tail(&leader.applied));
+    joiner.shutdown();
     for m in &members {
         m.raft.shutdown();
     }

@@ -23,13 +23,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message as _;
 use retcd_api::etcdserverpb::{InternalRaftRequest, internal_raft_request::Request};
 use retcd_api::mvccpb::Event;
-use retcd_lease::Lessor;
+use retcd_lease::{Lessor, LessorConfig};
 use retcd_mvcc::watch::EventPublisher;
 use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
 use tokio::sync::watch;
 
 use crate::lease::{self, SharedLessor};
+use crate::membership::RaftCluster;
 use crate::metrics;
 use crate::server::{Applied, ApplyResult, Waiters};
 
@@ -56,6 +57,10 @@ pub struct Applier {
     pub watch: EventPublisher,
     /// The leases entries grant, revoke, checkpoint and attach keys to.
     pub lessor: SharedLessor,
+    /// How the lessor is configured, to rebuild it after a raft snapshot.
+    pub lessor_config: LessorConfig,
+    /// The member list conf changes and membership requests update.
+    pub cluster: Arc<RaftCluster>,
 }
 
 impl Applier {
@@ -76,12 +81,24 @@ impl Applier {
     fn run(self, entries: Receiver<Apply>) -> anyhow::Result<()> {
         let mut last_durable = Instant::now();
         let mut since_durable: u64 = 0;
+        // A snapshot that arrived behind a batch's entries: installed next.
+        let mut pending = None;
         loop {
-            let first = match entries.recv_timeout(DURABLE_INTERVAL) {
-                Ok(apply) => Some(apply),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+            let first = match pending.take() {
+                Some(apply) => Some(apply),
+                None => match entries.recv_timeout(DURABLE_INTERVAL) {
+                    Ok(apply) => Some(apply),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
+            if let Some(Apply::Snapshot(snapshot)) = &first {
+                // Installs with no batch open; its commit is durable.
+                crate::snapshot::install(&self, snapshot)?;
+                last_durable = Instant::now();
+                since_durable = 0;
+                continue;
+            }
             let mut batch = self.store.write()?;
             let mut out = BatchOutput::default();
             let mut applied = 0usize;
@@ -89,14 +106,20 @@ impl Applier {
                 applied += self.apply(&mut batch, first, &mut out)?;
                 while applied < MAX_BATCH_ENTRIES {
                     match entries.try_recv() {
+                        Ok(snapshot @ Apply::Snapshot(_)) => {
+                            pending = Some(snapshot);
+                            break;
+                        }
                         Ok(more) => applied += self.apply(&mut batch, more, &mut out)?,
                         Err(_) => break,
                     }
                 }
             }
             since_durable += applied as u64;
-            let durable = since_durable > 0
-                && (last_durable.elapsed() >= DURABLE_INTERVAL || since_durable >= DURABLE_ENTRIES);
+            let durable = out.membership_changed
+                || since_durable > 0
+                    && (last_durable.elapsed() >= DURABLE_INTERVAL
+                        || since_durable >= DURABLE_ENTRIES);
             if applied == 0 && !durable {
                 continue;
             }
@@ -136,8 +159,8 @@ impl Applier {
                 Ok(n)
             }
             Apply::Snapshot(snapshot) => anyhow::bail!(
-                "received a raft snapshot at index {}; a single-member cluster never sends one and \
-                 installing snapshots arrives with multi-member clusters",
+                "the raft snapshot at index {} reached an open write batch; snapshots are \
+                 installed between batches",
                 snapshot.get_metadata().get_index()
             ),
         }
@@ -157,6 +180,13 @@ impl Applier {
             EntryType::EntryNormal if !entry.data.is_empty() => {
                 let request = InternalRaftRequest::decode(entry.data.as_ref())?;
                 if let Some(req) = request.request {
+                    if let Some(result) = self.cluster.apply_request(batch, &req) {
+                        out.results
+                            .push((request.id, result.map(Applied::Members).map_err(Into::into)));
+                        out.membership_changed = true;
+                        batch.set_consistent_index(entry.index, entry.term);
+                        return Ok(());
+                    }
                     let mut lessor = self.lessor.lock();
                     let result = execute(batch, &mut lessor, req);
                     if let Err(e) = &result
@@ -173,8 +203,20 @@ impl Applier {
             }
             EntryType::EntryNormal => {}
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                // The member list changes in this batch, raft's configuration
+                // right after; a refused change touches neither.
                 let cc = retcd_raft::decode_conf_change(entry)?;
-                self.runtime.block_on(self.raft.apply_conf_change(cc))?;
+                let outcome = self.cluster.apply_conf_change(batch, &cc);
+                if outcome.apply_to_raft
+                    && let Err(e) = self.runtime.block_on(self.raft.apply_conf_change(cc))
+                {
+                    tracing::error!(index = entry.index, error = %e, "raft refused a validated conf change");
+                }
+                if let Some(id) = outcome.request_id {
+                    let result = outcome.result.map(Applied::Members).map_err(Into::into);
+                    out.results.push((id, result));
+                }
+                out.membership_changed = true;
             }
         }
         batch.set_consistent_index(entry.index, entry.term);
@@ -198,6 +240,9 @@ struct BatchOutput {
     results: Vec<(u64, ApplyResult)>,
     /// Every event of the batch, in revision order.
     events: Vec<Event>,
+    /// Whether the member list changed: the batch is committed durably, so a
+    /// removed member never restarts into the cluster.
+    membership_changed: bool,
 }
 
 /// Executes one client request inside the batch.
@@ -211,5 +256,8 @@ fn execute(batch: &mut WriteBatch<'_>, lessor: &mut Lessor, request: Request) ->
         Request::LeaseGrant(req) => return lease::apply_grant(batch, lessor, &req),
         Request::LeaseRevoke(req) => return lease::apply_revoke(batch, lessor, &req),
         Request::LeaseCheckpoint(req) => return lease::apply_checkpoint(batch, lessor, &req),
+        Request::MemberAttrSet(_) | Request::MemberPeerUpdate(_) => {
+            unreachable!("membership requests are applied by crate::membership before execute")
+        }
     })
 }

@@ -42,6 +42,9 @@ pub enum Error {
     /// A sort order or target outside the enum.
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
+    /// A membership rule (`crate::membership`): member not found, peer URL taken, ...
+    #[error(transparent)]
+    Member(#[from] crate::membership::MemberError),
 }
 
 impl Error {
@@ -67,6 +70,7 @@ impl Error {
                 retcd_lease::Error::NotPrimary => Code::Unavailable,
             },
             Error::Raft(_) | Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
+            Error::Member(e) => e.code(),
             Error::EmptyKey
             | Error::TooManyOps
             | Error::RequestTooLarge

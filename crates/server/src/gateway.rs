@@ -6,8 +6,9 @@
 //! integers as strings, bytes as base64, default values left out. Requests go
 //! through the same service code as gRPC, so validation and errors are shared.
 //! Errors come back as `{"error": text, "code": grpc code, "message": text}`
-//! with the HTTP status grpc-gateway assigns to that code; a body that is not
-//! valid JSON, or bytes that are not valid base64, get 400 and code 3.
+//! with the HTTP status grpc-gateway assigns to that code. Request bodies are
+//! decoded as etcd 3.4's gateway decodes them (`gateway_decode`): what it
+//! accepts we accept, and what it rejects gets 400, code 3 and Go's text.
 //!
 //! `GET /health`, `/version` and `/metrics` are served beside them.
 
@@ -22,12 +23,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use retcd_api::etcdserverpb::kv_server::Kv;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
 use crate::api::kv::KvService;
 use crate::config::{ETCD_CLUSTER_VERSION, ETCD_VERSION, GRPC_OVERHEAD_BYTES};
 use crate::error::http_status;
+use crate::gateway_decode::{GatewayRequest, decode_request};
 use crate::metrics;
 use crate::server::EtcdServer;
 
@@ -67,6 +68,8 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
     let body_limit = 2 * max_message;
     let leases = crate::gateway_lease::router(server.clone(), PREFIXES, max_message)
         .layer(DefaultBodyLimit::max(body_limit));
+    let admin = crate::gateway_maintenance::router(server.clone(), PREFIXES, max_message)
+        .layer(DefaultBodyLimit::max(body_limit));
     let state = Gateway {
         kv: KvService {
             server: server.clone(),
@@ -90,6 +93,7 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
         .merge(leases)
+        .merge(admin)
 }
 
 /// Answers paths nothing else serves: gRPC calls of services not registered
@@ -117,18 +121,14 @@ pub async fn fallback(request: axum::extract::Request) -> Response {
 /// Decodes a JSON request, runs the call, and encodes its answer or error.
 pub(crate) async fn unary<Req, Resp, F, Fut>(body: Bytes, max_message: usize, call: F) -> Response
 where
-    Req: DeserializeOwned + Default + prost::Message,
+    Req: GatewayRequest,
     Resp: Serialize,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        Req::default()
-    } else {
-        match serde_json::from_slice::<Req>(&body) {
-            Ok(req) => req,
-            Err(e) => return error_response(Code::InvalidArgument, &e.to_string()),
-        }
+    let request = match decode_request::<Req>(&body) {
+        Ok(request) => request,
+        Err(text) => return error_response(Code::InvalidArgument, &text),
     };
     let size = request.encoded_len();
     if size > max_message {

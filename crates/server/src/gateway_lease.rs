@@ -5,8 +5,8 @@
 //! older paths etcd's gateway still answers. `<prefix>/lease/keepalive` is
 //! the bidirectional stream as grpc-gateway maps it: the body holds one or
 //! more JSON requests (concatenated or one per line), and the answer is one
-//! `{"result": ...}` line per request. A body whose first request is not
-//! valid JSON gets grpc-gateway's error (HTTP 500, code 2); a bad request
+//! `{"result": ...}` line per request. A body whose first request cannot be
+//! decoded gets grpc-gateway's error (HTTP 500, code 2); a bad request
 //! after a valid one ends the stream, as etcd's gateway does; an error from
 //! the service mid-stream becomes a final `{"error": ...}` line.
 
@@ -23,6 +23,7 @@ use retcd_api::etcdserverpb::lease_server::Lease;
 
 use crate::api::lease::LeaseService;
 use crate::gateway::{GATEWAY_HEADERS, unary};
+use crate::gateway_decode::{Next, UNEXPECTED_EOF, decode_next};
 use crate::gateway_stream::{error_line, first_request_error, result_line};
 use crate::server::EtcdServer;
 
@@ -41,7 +42,7 @@ struct LeaseGateway {
 /// The lease routes under every prefix in `prefixes`.
 pub fn router(server: Arc<EtcdServer>, prefixes: &[&str], max_message: usize) -> Router {
     let state = LeaseGateway {
-        lease: LeaseService { server },
+        lease: LeaseService::new(server),
         max_message,
     };
     let mut router = Router::new();
@@ -94,14 +95,18 @@ async fn leases(State(g): State<LeaseGateway>, body: Bytes) -> Response {
 /// POST /v3/lease/keepalive: one answer line per request in the body.
 async fn keep_alive(State(g): State<LeaseGateway>, body: Bytes) -> Response {
     let mut out = Vec::new();
-    let requests = serde_json::Deserializer::from_slice(&body).into_iter::<LeaseKeepAliveRequest>();
-    for (i, request) in requests.take(MAX_KEEPALIVES_PER_CALL).enumerate() {
-        let request = match request {
-            Ok(request) => request,
-            Err(e) if i == 0 => return first_request_error(&e.to_string()),
-            Err(_) => break,
+    let mut at = 0;
+    for i in 0..MAX_KEEPALIVES_PER_CALL {
+        let request = match decode_next::<LeaseKeepAliveRequest>(&body[at..]) {
+            Ok(Next::Request(request, used)) => {
+                at += used;
+                request
+            }
+            Ok(Next::Truncated) if i == 0 => return first_request_error(UNEXPECTED_EOF),
+            Err(text) if i == 0 => return first_request_error(&text),
+            Ok(Next::Empty | Next::Truncated) | Err(_) => break,
         };
-        match g.lease.keep_alive_once(request.id) {
+        match g.lease.keep_alive_once(request.id, false).await {
             Ok(resp) => out.extend_from_slice(&result_line(&resp)),
             Err(status) => {
                 out.extend_from_slice(&error_line(&status));

@@ -4,8 +4,8 @@
 //! request body carries JSON `WatchRequest`s back to back (concatenated or
 //! one per line, and it may stay open to send more later), and the answer
 //! streams one `{"result": WatchResponse}` line per response, chunked, for
-//! as long as the client stays. As etcd's gateway: when the first request is
-//! not valid JSON the answer is HTTP 500 with code 2 and nothing is watched;
+//! as long as the client stays. As etcd's gateway: when the first request
+//! cannot be decoded the answer is HTTP 500 with code 2 and nothing is watched;
 //! a bad request after a valid one stops reading requests but keeps the
 //! stream; an error from the service ends the stream with an `{"error": ...}`
 //! line.
@@ -23,6 +23,7 @@ use tonic::Status;
 
 use crate::api::watch::WatchService;
 use crate::gateway::GATEWAY_HEADERS;
+use crate::gateway_decode::{Next, UNEXPECTED_EOF, decode_next};
 use crate::gateway_stream::{error_line, first_request_error, result_line};
 
 /// Requests decoded from the body but not yet taken by the stream's task.
@@ -50,7 +51,8 @@ struct RequestDecoder {
 enum Decoded {
     /// Complete requests, in order; more may follow.
     Requests(Vec<WatchRequest>),
-    /// Invalid JSON, with serde's text; `after` holds the requests before it.
+    /// A request that cannot be decoded, with etcd's text; `after` holds the
+    /// requests before it.
     Invalid {
         /// Requests decoded before the error.
         after: Vec<WatchRequest>,
@@ -64,17 +66,17 @@ impl RequestDecoder {
     fn feed(&mut self, chunk: &[u8]) -> Decoded {
         self.pending.extend_from_slice(chunk);
         let mut requests = Vec::new();
-        let mut values =
-            serde_json::Deserializer::from_slice(&self.pending).into_iter::<WatchRequest>();
+        let mut used = 0;
         let outcome = loop {
-            match values.next() {
-                Some(Ok(request)) => requests.push(request),
-                None => break None,
-                Some(Err(e)) if e.is_eof() => break None,
-                Some(Err(e)) => break Some(e.to_string()),
+            match decode_next::<WatchRequest>(&self.pending[used..]) {
+                Ok(Next::Request(request, len)) => {
+                    requests.push(request);
+                    used += len;
+                }
+                Ok(Next::Empty | Next::Truncated) => break None,
+                Err(text) => break Some(text),
             }
         };
-        let used = values.byte_offset();
         self.pending.drain(..used);
         match outcome {
             None if self.pending.len() > MAX_PENDING_BODY_BYTES => Decoded::Invalid {
@@ -87,6 +89,13 @@ impl RequestDecoder {
                 message,
             },
         }
+    }
+}
+
+impl RequestDecoder {
+    /// Whether the buffer holds the start of a request that never ended.
+    fn holds_partial_request(&self) -> bool {
+        !self.pending.iter().all(u8::is_ascii_whitespace)
     }
 }
 
@@ -112,6 +121,10 @@ async fn watch(State(service): State<WatchService>, body: Body) -> Response {
             },
             Some(Err(_)) | None => body_open = false,
         }
+    }
+    if first.is_empty() && decoder.holds_partial_request() {
+        // The body ended inside the first request.
+        return first_request_error(UNEXPECTED_EOF);
     }
     let (req_tx, req_rx) = mpsc::channel::<Result<WatchRequest, Status>>(INBOUND_REQUESTS);
     tokio::spawn(async move {
@@ -180,7 +193,10 @@ mod tests {
         match decoder.feed(br#"{"create_request":{"key":"Zm9v"}} garbage"#) {
             Decoded::Invalid { after, message } => {
                 assert_eq!(after.len(), 1);
-                assert!(message.contains("expected"), "{message}");
+                assert_eq!(
+                    message,
+                    "invalid character 'g' looking for beginning of value"
+                );
             }
             Decoded::Requests(_) => panic!("garbage accepted"),
         }

@@ -7,10 +7,21 @@
 //! Wire format (all integers big-endian):
 //! - a handshake from the dialer: [`HANDSHAKE_MAGIC`], then the cluster id,
 //!   the sender's member id and the recipient's member id (`u64` each);
-//! - the listener's one-byte verdict: [`ACCEPTED`], [`WRONG_CLUSTER`] or
-//!   [`WRONG_MEMBER`]; on a refusal both sides log it and the listener closes;
+//! - the listener's one-byte verdict: [`ACCEPTED`], [`WRONG_CLUSTER`],
+//!   [`WRONG_MEMBER`] or [`REMOVED_MEMBER`]; on a refusal both sides log it
+//!   and the listener closes; a dialer told it was removed stops its member;
 //! - then frames: a `u32` length followed by a protobuf-encoded
 //!   `raft::eraftpb::Message`.
+//!
+//! A joining member, which knows no ids yet, opens a connection with
+//! [`MEMBERS_MAGIC`] instead and reads back the cluster id and member list
+//! as JSON ([`fetch_members`]).
+//!
+//! The peer set follows the member list: the apply thread calls
+//! [`PeerTransport::sync_peers`] after every membership change, which starts
+//! writer tasks for added members, ends those of removed ones and re-points
+//! updated ones. Each writer records since when its connection is up
+//! ([`PeerTransport::active_since`]), for the Cluster API's health checks.
 //!
 //! Invariants:
 //! - [`Transport::send`] never blocks the raft loop: each peer has a bounded
@@ -21,26 +32,32 @@
 //!   and are addressed to it.
 //! - A lost connection is redialled with exponential backoff, from
 //!   [`MIN_RECONNECT_BACKOFF`] up to [`MAX_RECONNECT_BACKOFF`].
+//! - Snapshot messages (`MsgSnapshot`, the whole backend) do not use the
+//!   peer's queue: `crate::peer_snapshot` sends each on a connection of its
+//!   own, in chunks, announced by a frame length of
+//!   `peer_snapshot::SNAPSHOT_STREAM`.
 //!
 //! Caveats:
-//! - Snapshots (`MsgSnap`) are not sent yet: a follower that falls behind the
-//!   leader's compacted log cannot catch up (the leader logs a warning and
-//!   reports the snapshot failed, and keeps retrying). With etcd's default
-//!   `--snapshot-count` the log keeps 100,000 entries.
 //! - The peer port speaks this protocol, not etcd's HTTP peer API: retcd
 //!   members cannot be mixed with etcd members in one cluster.
 //! - Peer traffic is plaintext (no TLS yet), like `http://` peer URLs in etcd.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use parking_lot::{Mutex, RwLock};
 use protobuf::Message as _;
 use retcd_raft::{Message, MessageType, RaftHandle, Transport};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::membership::RaftCluster;
+
+use crate::peer_snapshot::{self, SnapshotSender};
 
 /// First bytes of a peer connection, so a stray client is refused early.
 const HANDSHAKE_MAGIC: &[u8; 8] = b"RETCDPR1";
@@ -50,6 +67,13 @@ const ACCEPTED: u8 = 0;
 const WRONG_CLUSTER: u8 = 1;
 /// Verdict: the dialer addressed another member.
 const WRONG_MEMBER: u8 = 2;
+/// Verdict: the dialer was removed from the cluster; it must stop.
+const REMOVED_MEMBER: u8 = 3;
+/// First bytes of a member-list request (a joining member asking who is in
+/// the cluster); answered with a `u32` length and the JSON of [`MemberList`].
+const MEMBERS_MAGIC: &[u8; 8] = b"RETCDMB1";
+/// Largest member-list answer accepted.
+const MAX_MEMBERS_ANSWER_BYTES: usize = 1 << 20;
 /// Raft messages queued per peer before new ones are dropped.
 const PEER_QUEUE_CAPACITY: usize = 4096;
 /// Messages written before one flush of the connection.
@@ -77,13 +101,13 @@ pub struct PeerAddress {
 
 /// What a connection's handshake says about who is talking to whom.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Handshake {
+pub(crate) struct Handshake {
     /// The dialer's cluster id.
-    cluster_id: u64,
+    pub(crate) cluster_id: u64,
     /// The dialer's member id.
-    from: u64,
+    pub(crate) from: u64,
     /// The member the dialer means to reach.
-    to: u64,
+    pub(crate) to: u64,
 }
 
 impl Handshake {
@@ -96,11 +120,8 @@ impl Handshake {
         bytes
     }
 
-    /// Reads a handshake; fails on a wrong magic.
+    /// Reads the rest of a handshake whose magic was read.
     async fn read(stream: &mut TcpStream) -> anyhow::Result<Handshake> {
-        let mut magic = [0u8; HANDSHAKE_MAGIC.len()];
-        stream.read_exact(&mut magic).await?;
-        anyhow::ensure!(&magic == HANDSHAKE_MAGIC, "not a retcd peer connection");
         Ok(Handshake {
             cluster_id: stream.read_u64().await?,
             from: stream.read_u64().await?,
@@ -109,12 +130,47 @@ impl Handshake {
     }
 }
 
-/// The raft transport of a member: one writer task and queue per peer.
+/// The cluster as a joining member learns it from a peer.
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberList {
+    /// The cluster's id.
+    cluster_id: u64,
+    /// Every member.
+    members: Vec<crate::membership::Member>,
+}
+
+/// A refusal from a peer: this member was removed from the cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("the member has been permanently removed from the cluster")]
+struct RemovedFromCluster;
+
+/// One peer's writer task as the transport drives it.
+struct PeerLink {
+    /// The writer task's queue; dropping it ends the task.
+    queue: mpsc::Sender<Message>,
+    /// The peer URLs the task dials (updated by `MemberUpdate`).
+    urls: Arc<RwLock<Vec<String>>>,
+    /// Since when the current connection is up; `None` while disconnected.
+    active_since: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The raft transport of a member: one writer task and queue per peer; the
+/// peer set follows the member list (`sync_peers`).
 pub struct PeerTransport {
-    /// Queues of the peers' writer tasks, by member id.
-    queues: BTreeMap<u64, mpsc::Sender<Message>>,
+    /// This member's cluster id.
+    cluster_id: u64,
+    /// This member's id.
+    member_id: u64,
+    /// The runtime writer tasks run on.
+    runtime: tokio::runtime::Handle,
+    /// The peers' writer tasks, by member id.
+    queues: RwLock<BTreeMap<u64, PeerLink>>,
     /// The member's raft, set once raft has started (reports go to it).
     raft: Arc<OnceLock<RaftHandle>>,
+    /// Set once this member learns it was removed from the cluster.
+    removed: Arc<watch::Sender<bool>>,
+    /// Sends snapshot messages on connections of their own (`crate::peer_snapshot`).
+    pub snapshots: SnapshotSender,
 }
 
 impl PeerTransport {
@@ -127,23 +183,89 @@ impl PeerTransport {
         runtime: &tokio::runtime::Handle,
     ) -> PeerTransport {
         let raft = Arc::new(OnceLock::new());
-        let mut queues = BTreeMap::new();
-        for peer in members.iter().filter(|m| m.id != member_id) {
+        let snapshots = SnapshotSender::new(
+            cluster_id,
+            member_id,
+            members,
+            raft.clone(),
+            runtime.clone(),
+        );
+        let transport = PeerTransport {
+            cluster_id,
+            member_id,
+            runtime: runtime.clone(),
+            queues: RwLock::new(BTreeMap::new()),
+            raft,
+            removed: Arc::new(watch::Sender::new(false)),
+            snapshots,
+        };
+        transport.sync_peers(members);
+        transport
+    }
+
+    /// Makes the peer set exactly `members` (minus this member): starts writer
+    /// tasks for new members, stops those of removed ones, and points
+    /// existing ones at their current peer URLs.
+    pub fn sync_peers(&self, members: &[PeerAddress]) {
+        let mut queues = self.queues.write();
+        let gone: Vec<u64> = queues
+            .keys()
+            .filter(|id| !members.iter().any(|m| m.id == **id))
+            .copied()
+            .collect();
+        for id in gone {
+            queues.remove(&id);
+            self.snapshots.remove_peer(id);
+        }
+        for peer in members.iter().filter(|m| m.id != self.member_id) {
+            self.snapshots.set_peer(peer);
+            if let Some(link) = queues.get(&peer.id) {
+                if *link.urls.read() != peer.peer_urls {
+                    *link.urls.write() = peer.peer_urls.clone();
+                }
+                continue;
+            }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
             let handshake = Handshake {
-                cluster_id,
-                from: member_id,
+                cluster_id: self.cluster_id,
+                from: self.member_id,
                 to: peer.id,
             };
-            runtime.spawn(write_loop(
+            let link = PeerLink {
+                queue: tx,
+                urls: Arc::new(RwLock::new(peer.peer_urls.clone())),
+                active_since: Arc::new(Mutex::new(None)),
+            };
+            self.runtime.spawn(write_loop(
                 handshake,
-                peer.peer_urls.clone(),
+                link.urls.clone(),
+                link.active_since.clone(),
                 rx,
-                raft.clone(),
+                self.raft.clone(),
+                self.removed.clone(),
             ));
-            queues.insert(peer.id, tx);
+            queues.insert(peer.id, link);
         }
-        PeerTransport { queues, raft }
+    }
+
+    /// Since when the connection to member `id` is up; `None` while it is down
+    /// or `id` is no peer.
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.queues
+            .read()
+            .get(&id)
+            .and_then(|link| *link.active_since.lock())
+    }
+
+    /// Notes that this member was removed from the cluster.
+    pub fn mark_removed(&self) {
+        self.removed.send_replace(true);
+    }
+
+    /// Turns true once this member was removed from the cluster (it applied its
+    /// own removal, or a peer refused it as removed).
+    pub fn removed_from_cluster(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
     }
 
     /// Gives the transport the raft it reports unreachable peers to.
@@ -163,21 +285,27 @@ impl Transport for PeerTransport {
     fn send(&self, msgs: Vec<Message>) {
         for msg in msgs {
             let to = msg.to;
-            if msg.get_msg_type() == MessageType::MsgSnapshot {
-                tracing::warn!(
-                    to = %format!("{to:x}"),
-                    "member is behind the compacted log; sending snapshots is not supported yet"
-                );
-                if let Some(raft) = self.raft.get() {
+            if crate::fault::blocks(to) {
+                // A cut link fails a snapshot as a broken connection would.
+                if msg.get_msg_type() == MessageType::MsgSnapshot
+                    && let Some(raft) = self.raft.get()
+                {
                     raft.report_snapshot(to, false);
                 }
                 continue;
             }
-            let Some(queue) = self.queues.get(&to) else {
-                tracing::debug!(to = %format!("{to:x}"), "raft message to an unknown member dropped");
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots.send(msg);
                 continue;
+            }
+            let sent = match self.queues.read().get(&to) {
+                Some(link) => link.queue.try_send(msg).is_ok(),
+                None => {
+                    tracing::debug!(to = %format!("{to:x}"), "raft message to an unknown member dropped");
+                    continue;
+                }
             };
-            if queue.try_send(msg).is_err() {
+            if !sent {
                 self.unreachable(to);
             }
         }
@@ -188,9 +316,11 @@ impl Transport for PeerTransport {
 /// with backoff; runs until the transport is dropped.
 async fn write_loop(
     handshake: Handshake,
-    peer_urls: Vec<String>,
+    peer_urls: Arc<RwLock<Vec<String>>>,
+    active_since: Arc<Mutex<Option<Instant>>>,
     mut queue: mpsc::Receiver<Message>,
     raft: Arc<OnceLock<RaftHandle>>,
+    removed: Arc<watch::Sender<bool>>,
 ) {
     let peer = format!("{:x}", handshake.to);
     let mut backoff = MIN_RECONNECT_BACKOFF;
@@ -200,10 +330,22 @@ async fn write_loop(
         if queue.is_closed() && queue.is_empty() {
             return;
         }
-        let url = &peer_urls[url_index % peer_urls.len().max(1)];
+        let url = {
+            let urls = peer_urls.read();
+            if urls.is_empty() {
+                return;
+            }
+            urls[url_index % urls.len()].clone()
+        };
+        let url = &url;
         url_index += 1;
         let stream = match tokio::time::timeout(DIAL_TIMEOUT, dial(url, handshake)).await {
             Ok(Ok(stream)) => stream,
+            Ok(Err(e)) if e.downcast_ref::<RemovedFromCluster>().is_some() => {
+                tracing::error!(peer = %peer, "the member has been permanently removed from the cluster");
+                removed.send_replace(true);
+                return;
+            }
             result => {
                 let error = match result {
                     Ok(Err(e)) => format!("{e:#}"),
@@ -228,7 +370,10 @@ async fn write_loop(
         tracing::info!(peer = %peer, url = %url, "connected to peer");
         was_connected = true;
         backoff = MIN_RECONNECT_BACKOFF;
-        if let Err(e) = write_messages(stream, &mut queue).await {
+        *active_since.lock() = Some(Instant::now());
+        let written = write_messages(stream, &mut queue).await;
+        *active_since.lock() = None;
+        if let Err(e) = written {
             tracing::warn!(peer = %peer, error = %format!("{e:#}"), "lost connection to peer");
             if let Some(raft) = raft.get() {
                 raft.report_unreachable(handshake.to);
@@ -247,7 +392,7 @@ fn drain(queue: &mut mpsc::Receiver<Message>) -> usize {
 }
 
 /// Connects to `url` and completes the handshake.
-async fn dial(url: &str, handshake: Handshake) -> anyhow::Result<TcpStream> {
+pub(crate) async fn dial(url: &str, handshake: Handshake) -> anyhow::Result<TcpStream> {
     let addr = url_host_port(url)?;
     let mut stream = TcpStream::connect(addr)
         .await
@@ -265,6 +410,7 @@ async fn dial(url: &str, handshake: Handshake) -> anyhow::Result<TcpStream> {
             handshake.cluster_id
         ),
         WRONG_MEMBER => anyhow::bail!("the peer is not member {:x}", handshake.to),
+        REMOVED_MEMBER => Err(RemovedFromCluster.into()),
         other => anyhow::bail!("unknown handshake verdict {other}"),
     }
 }
@@ -306,6 +452,30 @@ async fn write_frame(writer: &mut BufWriter<TcpStream>, msg: &Message) -> anyhow
     Ok(())
 }
 
+/// Asks the member at peer URL `url` for its cluster id and member list (how
+/// a joining member learns the cluster it was added to).
+pub async fn fetch_members(url: &str) -> anyhow::Result<(u64, Vec<crate::membership::Member>)> {
+    let addr = url_host_port(url)?;
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(MEMBERS_MAGIC).await?;
+        let len = stream.read_u32().await? as usize;
+        anyhow::ensure!(
+            len <= MAX_MEMBERS_ANSWER_BYTES,
+            "member list of {len} bytes is too large"
+        );
+        let mut buf = vec![0; len];
+        stream.read_exact(&mut buf).await?;
+        let list: MemberList = serde_json::from_slice(&buf).context("decoding the member list")?;
+        Ok((list.cluster_id, list.members))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .context("timed out")?
+}
+
 /// Binds every `--listen-peer-urls` address; fails if one cannot be bound.
 pub async fn bind(listen_peer_urls: &[String]) -> anyhow::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
@@ -323,7 +493,13 @@ pub async fn bind(listen_peer_urls: &[String]) -> anyhow::Result<Vec<TcpListener
 
 /// Accepts peer connections on `listener` and steps their messages into
 /// `raft`, until the task is aborted.
-pub async fn serve(listener: TcpListener, cluster_id: u64, member_id: u64, raft: RaftHandle) {
+pub async fn serve(
+    listener: TcpListener,
+    cluster_id: u64,
+    member_id: u64,
+    raft: RaftHandle,
+    cluster: Arc<RaftCluster>,
+) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -334,24 +510,54 @@ pub async fn serve(listener: TcpListener, cluster_id: u64, member_id: u64, raft:
             }
         };
         let raft = raft.clone();
+        let cluster = cluster.clone();
         tokio::spawn(async move {
-            if let Err(e) = read_peer(stream, cluster_id, member_id, |m| raft.step(m)).await {
+            let step = |m: Message| {
+                if !crate::fault::blocks(m.from) {
+                    raft.step(m)
+                }
+            };
+            if let Err(e) = read_peer(stream, cluster_id, member_id, Some(&cluster), step).await {
                 tracing::debug!(remote = %addr, error = %format!("{e:#}"), "peer connection closed");
             }
         });
     }
 }
 
-/// Checks a connection's handshake, then hands every message it carries to `step`.
+/// Checks a connection's handshake, then hands every message it carries to
+/// `step`; answers a member-list request from `cluster` instead when the
+/// connection opens with one.
 async fn read_peer(
     mut stream: TcpStream,
     cluster_id: u64,
     member_id: u64,
+    cluster: Option<&RaftCluster>,
     step: impl Fn(Message),
 ) -> anyhow::Result<()> {
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, Handshake::read(&mut stream))
+    let read = async {
+        let mut magic = [0u8; HANDSHAKE_MAGIC.len()];
+        stream.read_exact(&mut magic).await?;
+        if &magic == MEMBERS_MAGIC {
+            return Ok(None);
+        }
+        anyhow::ensure!(&magic == HANDSHAKE_MAGIC, "not a retcd peer connection");
+        Handshake::read(&mut stream).await.map(Some)
+    };
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
         .await
         .context("handshake timed out")??;
+    let Some(handshake) = handshake else {
+        let Some(cluster) = cluster else {
+            anyhow::bail!("member list requested before membership is known");
+        };
+        let answer = serde_json::to_vec(&MemberList {
+            cluster_id: cluster.cluster_id(),
+            members: cluster.members(),
+        })?;
+        stream.write_u32(u32::try_from(answer.len())?).await?;
+        stream.write_all(&answer).await?;
+        return Ok(());
+    };
     let verdict = if handshake.cluster_id != cluster_id {
         tracing::error!(
             from = %format!("{:x}", handshake.from),
@@ -367,6 +573,12 @@ async fn read_peer(
             "refusing a peer that addressed another member"
         );
         WRONG_MEMBER
+    } else if cluster.is_some_and(|c| c.is_removed(handshake.from)) {
+        tracing::warn!(
+            from = %format!("{:x}", handshake.from),
+            "refusing a member removed from the cluster"
+        );
+        REMOVED_MEMBER
     } else {
         ACCEPTED
     };
@@ -377,7 +589,11 @@ async fn read_peer(
     let mut reader = tokio::io::BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
-        let len = reader.read_u32().await? as usize;
+        let len = reader.read_u32().await?;
+        if len == peer_snapshot::SNAPSHOT_STREAM {
+            return peer_snapshot::receive(&mut reader, handshake.from, member_id, &step).await;
+        }
+        let len = len as usize;
         anyhow::ensure!(
             len <= MAX_FRAME_BYTES,
             "peer frame of {len} bytes is too large"
@@ -424,7 +640,8 @@ mod tests {
         let sink = received.clone();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let _ = read_peer(stream, cluster_id, member_id, |m| sink.lock().push(m)).await;
+            let step = |m| sink.lock().push(m);
+            let _ = read_peer(stream, cluster_id, member_id, None, step).await;
         });
         (url, received)
     }
@@ -481,6 +698,61 @@ mod tests {
         }
         let indexes: Vec<u64> = received.lock().iter().map(|m| m.index).collect();
         assert_eq!(indexes, (1..=10).collect::<Vec<_>>());
+    }
+
+    /// Serves one connection as member 2 of cluster 1, whose list has
+    /// members 2 and 3 and from which member 4 was removed; returns its URL.
+    async fn one_member_connection() -> (String, Vec<crate::membership::Member>) {
+        use crate::membership::{Change, Member, MemberSet, Membership};
+        let member = |id: u64| Member {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://127.0.0.1:{}", 2000 + id)],
+            client_urls: Vec::new(),
+            is_learner: false,
+        };
+        let mut members = MemberSet::new([member(2), member(3), member(4)]);
+        members.apply(&Change::Remove(4));
+        let list = members.list();
+        let transport = PeerTransport::start(1, 2, &[], &tokio::runtime::Handle::current());
+        let membership = Membership {
+            member_id: 2,
+            cluster_id: 1,
+            members,
+            joined: false,
+        };
+        let cluster = RaftCluster::new(membership, Arc::new(transport));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = read_peer(stream, 1, 2, Some(&cluster), |_| {}).await;
+        });
+        (url, list)
+    }
+
+    #[tokio::test]
+    async fn a_joining_member_fetches_the_member_list() {
+        let (url, list) = one_member_connection().await;
+        let (cluster_id, members) = fetch_members(&url).await.unwrap();
+        assert_eq!(cluster_id, 1);
+        assert_eq!(members, list);
+        assert_eq!(members.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_removed_member_is_told_so() {
+        let (url, _) = one_member_connection().await;
+        let handshake = Handshake {
+            cluster_id: 1,
+            from: 4,
+            to: 2,
+        };
+        let err = dial(&url, handshake).await.unwrap_err();
+        assert!(
+            err.downcast_ref::<RemovedFromCluster>().is_some(),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use retcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
 use retcd_mvcc::Store;
 use retcd_mvcc::watch::{WatchHub, WatchLimits};
-use retcd_raft::{NodeConfig, SnapshotSource};
+use retcd_raft::NodeConfig;
 use tokio::sync::watch;
 
 use crate::api::cluster::ClusterService;
@@ -28,6 +28,7 @@ use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
 use crate::peer::PeerTransport;
 use crate::server::{EtcdServer, Waiters};
+use crate::snapshot::BackendSnapshots;
 use crate::{gateway, gateway_watch, grpc_compat, lease, listener, membership, metrics, peer};
 
 /// How long in-flight client connections may take to finish at shutdown.
@@ -36,16 +37,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
 /// Raft's most in-flight append messages per follower.
 const MAX_INFLIGHT_MSGS: usize = 512;
-
-/// Snapshot data for raft: empty, because the peer transport does not send
-/// snapshots yet (see `crate::peer`).
-struct NoSnapshots;
-
-impl SnapshotSource for NoSnapshots {
-    fn snapshot_data(&self) -> Vec<u8> {
-        Vec::new()
-    }
-}
+/// Heartbeats a member removed from the cluster keeps running before it stops.
+const REMOVED_STOP_DELAY_HEARTBEATS: u32 = 10;
 
 /// Runs a member until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -54,34 +47,44 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     std::fs::create_dir_all(member_dir.join("snap"))
         .with_context(|| format!("creating {}", member_dir.display()))?;
     let store = Arc::new(Store::open(&member_dir.join("snap").join("db"))?);
-    let membership = membership::load_or_bootstrap(&cfg, &store)?;
+    // Bind the peer port first, so a taken port fails the start before a
+    // joining member records its identity.
+    let bound = peer::bind(&cfg.listen_peer_urls).await;
+    let (membership, start) = membership::load_or_create(&cfg, &store).await?;
     let (member_id, cluster_id) = (membership.member_id, membership.cluster_id);
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{member_id:x}"),
         cluster_id = %format!("{cluster_id:x}"),
-        members = membership.members.len(),
+        members = membership.members.members.len(),
+        start = ?start,
         data_dir = %cfg.data_dir.display(),
         "starting member"
     );
-    // Bind the peer port before raft starts, so a taken port fails the start.
-    let peer_listeners = if membership.members.len() > 1 {
-        peer::bind(&cfg.listen_peer_urls).await?
-    } else {
-        Vec::new()
+    // A lone member that cannot bind the peer port still serves, but cannot grow.
+    let peer_listeners = match bound {
+        Ok(listeners) => listeners,
+        Err(e) if membership.members.members.len() == 1 => {
+            tracing::warn!(error = %format!("{e:#}"), "not listening for peers; members cannot be added");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
     };
     let transport = Arc::new(PeerTransport::start(
         cluster_id,
         member_id,
-        &membership.peer_addresses(),
+        &[],
         &tokio::runtime::Handle::current(),
     ));
+    // Joining: an empty log that the leader's snapshot fills.
+    let voters = membership.voter_ids();
+    let cluster = membership::RaftCluster::new(membership, transport.clone());
 
     let ticks = |d: Duration| (d.as_millis() / cfg.heartbeat_interval.as_millis()).max(1) as usize;
     let (raft, entries) = retcd_raft::start(
         NodeConfig {
             id: member_id,
-            voters: membership.voter_ids(),
+            voters,
             dir: member_dir.join("wal"),
             tick_interval: cfg.heartbeat_interval,
             election_tick: ticks(cfg.election_timeout),
@@ -94,12 +97,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             check_quorum: true,
         },
         transport.clone(),
-        Arc::new(NoSnapshots),
+        Arc::new(BackendSnapshots::new(store.clone())),
     )?;
     transport.attach(raft.clone());
     let peer_servers: Vec<_> = peer_listeners
         .into_iter()
-        .map(|l| tokio::spawn(peer::serve(l, cluster_id, member_id, raft.clone())))
+        .map(|l| {
+            tokio::spawn(peer::serve(
+                l,
+                cluster_id,
+                member_id,
+                raft.clone(),
+                cluster.clone(),
+            ))
+        })
         .collect();
     // Leases must be restored before raft replays entries onto them.
     let lessor = Arc::new(parking_lot::Mutex::new(lease::restore(
@@ -122,13 +133,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         runtime: tokio::runtime::Handle::current(),
         watch: watch_publisher,
         lessor: lessor.clone(),
+        lessor_config: lease::lessor_config(&cfg),
+        cluster: cluster.clone(),
     }
     .spawn(entries);
     let server = Arc::new(EtcdServer::new(
         cfg.clone(),
         member_id,
         cluster_id,
-        membership.members,
+        cluster.clone(),
         store,
         raft.clone(),
         waiters,
@@ -139,33 +152,56 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let app = client_router(server.clone(), watch_hub);
     let (stop_tx, stop_rx) = watch::channel(false);
     let lease_loop = tokio::spawn(lease::run_lease_loop(server.clone(), stop_rx.clone()));
-    let mut listeners = Vec::new();
+    let mut bound_client = Vec::new();
     for url in &cfg.listen_client_urls {
         for addr in listen_addrs(url)? {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening for client requests on {addr}"))?;
-            tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
-            listeners.push(tokio::spawn(listener::serve(
-                listener,
-                app.clone(),
-                stop_rx.clone(),
-            )));
+            bound_client.push((addr, listener));
         }
     }
 
+    let mut publisher = tokio::spawn(crate::api::cluster::publish_attributes(server.clone()));
     let mut leader = raft.leader_changes();
+    let ready = async {
+        let _ = leader.wait_for(|&l| l != 0).await;
+        // etcd serves once this member's name and client URLs are in the list.
+        let _ = (&mut publisher).await;
+    };
+    let mut removed = transport.removed_from_cluster();
     tokio::select! {
-        _ = leader.wait_for(|&l| l != 0) => {
+        () = ready => {
             tracing::info!("ready to serve client requests");
         }
         () = tokio::time::sleep(cfg.election_timeout * 10) => {
             tracing::warn!("no leader elected yet; serving anyway");
         }
+        _ = removed.wait_for(|&r| r) => {}
+    }
+    // Clients are served from here on (like etcd, once this member's
+    // attributes are published); until then their connections wait.
+    let mut listeners = Vec::new();
+    for (addr, listener) in bound_client {
+        tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
+        listeners.push(tokio::spawn(listener::serve(
+            listener,
+            app.clone(),
+            stop_rx.clone(),
+        )));
     }
 
-    shutdown.await;
-    tracing::info!("received shutdown signal; stopping");
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("received shutdown signal; stopping");
+        }
+        _ = removed.wait_for(|&r| r) => {
+            tracing::warn!("the member has been permanently removed from the cluster; stopping");
+            // Let the removal's commit reach the others first (etcd waits ten heartbeats).
+            tokio::time::sleep(cfg.heartbeat_interval * REMOVED_STOP_DELAY_HEARTBEATS).await;
+        }
+    }
+    publisher.abort();
     let _ = stop_tx.send(true);
     for task in listeners {
         let abort = task.abort_handle();
@@ -196,10 +232,8 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
     })
     .max_decoding_message_size(max_decode)
     .max_encoding_message_size(usize::MAX);
-    let lease = LeaseServer::new(LeaseService {
-        server: server.clone(),
-    })
-    .max_decoding_message_size(max_decode);
+    let lease =
+        LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_decode);
     let cluster = ClusterServer::new(ClusterService {
         server: server.clone(),
     });
@@ -221,6 +255,10 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
         .add_service(maintenance)
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            server.cluster.clone(),
+            crate::learner_guard::guard,
+        ))
         .layer(axum::middleware::map_response(grpc_compat::rewrite_errors));
     grpc.merge(gateway::router(server))
         .merge(watch_gateway)

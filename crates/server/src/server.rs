@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::RequestIdGenerator;
 use crate::lease::SharedLessor;
-use crate::membership::Member;
+use crate::membership::{Change, Member, RaftCluster, conf_change};
 
 /// How long a proposer waits for its entry to be applied (etcd: 5 s plus two election timeouts).
 pub fn request_timeout(cfg: &Config) -> Duration {
@@ -55,6 +55,8 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     /// A lease checkpoint's response.
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// A membership change's result: the member list after it.
+    Members(Vec<Member>),
 }
 
 /// What the applier hands a waiting proposer.
@@ -108,8 +110,8 @@ pub struct EtcdServer {
     pub member_id: u64,
     /// The cluster's id.
     pub cluster_id: u64,
-    /// Every member of the cluster, this one included, sorted by id.
-    pub members: Vec<Member>,
+    /// The cluster's live member list (shared with the apply thread).
+    pub cluster: Arc<RaftCluster>,
     /// The MVCC store.
     pub store: Arc<Store>,
     /// Handle to the raft loop.
@@ -132,7 +134,7 @@ impl EtcdServer {
         cfg: Config,
         member_id: u64,
         cluster_id: u64,
-        members: Vec<Member>,
+        cluster: Arc<RaftCluster>,
         store: Arc<Store>,
         raft: RaftHandle,
         waiters: Arc<Waiters>,
@@ -143,7 +145,7 @@ impl EtcdServer {
             cfg,
             member_id,
             cluster_id,
-            members,
+            cluster,
             store,
             raft,
             waiters,
@@ -187,6 +189,26 @@ impl EtcdServer {
             self.waiters.cancel(id);
             return Err(e.into());
         }
+        self.wait_result(id, rx).await
+    }
+
+    /// Replicates a membership change (`crate::membership::conf_change`) and
+    /// returns the member list after it is applied.
+    pub async fn propose_member_change(&self, change: &Change) -> Result<Vec<Member>> {
+        let id = self.ids.next();
+        let rx = self.waiters.register(id);
+        if let Err(e) = self.raft.propose_conf_change(conf_change(id, change)).await {
+            self.waiters.cancel(id);
+            return Err(e.into());
+        }
+        match self.wait_result(id, rx).await? {
+            Applied::Members(members) => Ok(members),
+            other => panic!("a membership change applied as {other:?}"),
+        }
+    }
+
+    /// Waits for the apply result of request `id`.
+    async fn wait_result(&self, id: u64, rx: oneshot::Receiver<ApplyResult>) -> Result<Applied> {
         match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),

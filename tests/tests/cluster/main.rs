@@ -2,12 +2,21 @@
 //! `--initial-cluster`: the members agree on the cluster and one leader,
 //! every member serves writes and linearizable reads, the cluster survives
 //! a kill -9 of its leader without losing an acknowledged write, and a lone
-//! member refuses writes instead of hanging.
+//! member refuses writes instead of hanging. Under peer partitions (the
+//! server's `RETCD_UNSAFE_PEER_FAULTS` hook) and kill -9 of leaders and
+//! followers, concurrent histories stay linearizable and no acknowledged
+//! write is lost.
 
 mod bootstrap;
 mod failover;
+mod kill_under_load;
+mod leases;
+mod linearizable;
+mod membership;
 mod minority;
+mod partition;
 mod replication;
+mod snapshot;
 
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 //! Each side gets its own server (same flavour, fresh data) so state-changing
 //! steps line up. Beyond the suite's [`retcd_tests::mask`], this masks what
 //! differs between two runs of the same client: measured durations
-//! (`took = 1.2ms`) and the float timestamps of etcdctl's snapshot log.
+//! (`took = 1.2ms`, the snapshot log's `"took":0.0042`) and the float
+//! timestamps of etcdctl's snapshot log.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -63,8 +64,15 @@ static EXTRA: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             Regex::new(r#""Took" : [0-9.]+[µmn]?s"#).unwrap(),
             r#""Took" : <took>"#,
         ),
-        (Regex::new(r#"\| [0-9.]+[µmn]?s \|"#).unwrap(), "| <took> |"),
+        (
+            Regex::new(r#"\| +[0-9.]+[µmn]?s +\|"#).unwrap(),
+            "| <took> |",
+        ),
         (Regex::new(r#""ts":[0-9.]+"#).unwrap(), r#""ts":<ts>"#),
+        (
+            Regex::new(r#""took":[0-9.e-]+"#).unwrap(),
+            r#""took":<took>"#,
+        ),
     ]
 });
 

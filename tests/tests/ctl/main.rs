@@ -5,7 +5,10 @@
 //! KV commands run against our server; lease, cluster and maintenance
 //! commands against the reference etcd until our server implements them.
 
+mod check_perf;
 mod harness;
 mod kv;
 mod lease_cluster;
+mod membership;
+mod tls_auth;
 mod usage;

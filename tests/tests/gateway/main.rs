@@ -1,8 +1,10 @@
 //! Gateway tests: HTTP/JSON requests against the reference etcd and ours,
 //! answers compared after masking ids and raft term. One concept per module.
 
+mod bad_input;
 mod endpoints;
 mod errors;
 mod kv;
+mod maintenance;
 mod prefixes;
 mod range_filters;

@@ -1,10 +1,13 @@
 //! The Cluster and Maintenance services through Debian's etcdctl:
 //! `member list` against the reference etcd and ours, `endpoint status` and
-//! `endpoint hashkv` against ours.
+//! `endpoint hashkv` against ours, `snapshot save` against both (see
+//! `snapshot.rs`).
 //!
-//! Debian's etcdctl sends a whole `http://host:port` endpoint as the HTTP/2
-//! authority for the `endpoint` commands, which our HTTP/2 server refuses, so
-//! those run with a bare `127.0.0.1:PORT` endpoint.
+//! The `endpoint` commands here use a bare `127.0.0.1:PORT` endpoint; the
+//! `http://` form (which Debian's etcdctl sends as the HTTP/2 authority) is
+//! covered by `tests/tests/differential/endpoints.rs`.
+
+mod snapshot;
 
 use std::time::Duration;
 

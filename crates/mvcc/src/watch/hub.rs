@@ -341,6 +341,16 @@ impl EventPublisher {
     }
 }
 
+impl EventPublisher {
+    /// Tells the dispatcher that the store's history was replaced (a raft
+    /// snapshot was installed) and jumped past the events published so far:
+    /// every synced watcher catches up from the backend, as after a dropped
+    /// batch, and one whose next revision is compacted is canceled.
+    pub fn history_replaced(&self) {
+        self.shared.lost.store(true, Ordering::Release);
+    }
+}
+
 /// The dispatcher: moves published events into stream queues.
 #[derive(Debug)]
 pub struct Dispatcher {

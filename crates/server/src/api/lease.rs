@@ -4,7 +4,8 @@
 //! Grant and revoke go through raft (a grant with ID 0 gets a server-chosen
 //! id first, as etcd's server picks one before proposing). Keep-alive, time
 //! to live and the lease list are answered by the leader's lessor directly:
-//! renewing is leader-local state, never replicated (see `crate::lease`).
+//! renewing is leader-local state, never replicated (see `crate::lease`). A
+//! follower forwards them to the leader (`crate::lease_forward`).
 //!
 //! etcd's answers kept: a keep-alive of an unknown or expired lease answers
 //! TTL 0 instead of failing the stream; a time-to-live of an unknown lease
@@ -26,6 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
 use crate::lease;
+use crate::lease_forward::{LeaseForwarder, is_forwarded};
 use crate::server::{Applied, EtcdServer};
 
 /// Keep-alive answers buffered per stream before the reader waits for the
@@ -40,6 +42,8 @@ const TTL_NOT_FOUND: i64 = -1;
 pub struct LeaseService {
     /// The server core.
     pub server: Arc<EtcdServer>,
+    /// Sends what only the leader can answer to the leader.
+    forwarder: Arc<LeaseForwarder>,
 }
 
 /// The stream of keep-alive answers.
@@ -47,11 +51,29 @@ pub type KeepAliveStream =
     Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
 
 impl LeaseService {
-    /// Renews lease `id` and builds the answer: its TTL, 0 if it is gone.
-    pub fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    /// The service of `server`.
+    pub fn new(server: Arc<EtcdServer>) -> Self {
+        LeaseService {
+            server,
+            forwarder: Arc::default(),
+        }
+    }
+
+    /// Renews lease `id` (on the leader, forwarding unless `forwarded` says
+    /// this request was already forwarded once) and builds the answer: its
+    /// TTL, 0 if it is gone.
+    pub async fn keep_alive_once(
+        &self,
+        id: i64,
+        forwarded: bool,
+    ) -> Result<LeaseKeepAliveResponse, Status> {
+        self.catch_up_if_leader().await?;
         let ttl = match lease::renew(&self.server, id) {
             Ok(ttl) => ttl,
             Err(Error::Lease(retcd_lease::Error::NotFound)) => 0,
+            Err(Error::Lease(retcd_lease::Error::NotPrimary)) if !forwarded => {
+                self.forwarder.keep_alive(&self.server, id).await?
+            }
             Err(e) => return Err(e.into()),
         };
         Ok(LeaseKeepAliveResponse {
@@ -59,6 +81,17 @@ impl LeaseService {
             id,
             ttl,
         })
+    }
+
+    /// On the leader, waits until everything committed is applied: a client
+    /// may have had a grant acknowledged by a follower that applied it before
+    /// the leader did (etcd waits the same way before renewing).
+    async fn catch_up_if_leader(&self) -> Result<(), Status> {
+        let status = self.server.raft.status();
+        if status.leader_id == self.server.member_id {
+            self.server.wait_applied(status.commit_index).await?;
+        }
+        Ok(())
     }
 
     /// A header at the store's current revision.
@@ -79,6 +112,10 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut req = req.into_inner();
+        // A leader whose lessor is not promoted yet (just elected) would start
+        // the new lease's clock at promotion, with the promotion's extension:
+        // promote first.
+        lease::sync_role(&self.server, Instant::now());
         if req.id == retcd_lease::NO_LEASE {
             req.id = self.server.new_lease_id();
         }
@@ -119,6 +156,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let forwarded = is_forwarded(req.metadata());
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_STREAM_BUFFER);
         let service = self.clone();
@@ -126,7 +164,7 @@ impl Lease for LeaseService {
             // Ends when the client closes its side, the stream breaks, or
             // the client stops reading answers.
             while let Ok(Some(request)) = requests.message().await {
-                let answer = service.keep_alive_once(request.id);
+                let answer = service.keep_alive_once(request.id, forwarded).await;
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     return;
@@ -140,9 +178,15 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let forwarded = is_forwarded(req.metadata());
         let req = req.into_inner();
+        self.catch_up_if_leader().await?;
         let now = Instant::now();
-        lease::sync_role(&self.server, now);
+        if !lease::sync_role(&self.server, now) && !forwarded {
+            let mut resp = self.forwarder.time_to_live(&self.server, req).await?;
+            resp.header = Some(self.current_header());
+            return Ok(Response::new(resp));
+        }
         let found = self.server.lessor.lock().time_to_live(req.id, now);
         let resp = match found {
             Some(t) => LeaseTimeToLiveResponse {
@@ -166,6 +210,7 @@ impl Lease for LeaseService {
         &self,
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        // Every member's lessor holds every lease (grants are replicated).
         let ids = self.server.lessor.lock().leases();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.current_header()),

@@ -9,14 +9,17 @@
 //! - Hash is the same CRC-32C as HashKV at the current revision: etcd hashes
 //!   its whole bolt file, whose layout no other implementation shares, so the
 //!   value is only comparable between retcd members anyway.
-//! - Snapshot, MoveLeader and Downgrade are UNIMPLEMENTED.
+//! - MoveLeader waits for the transfer (`crate::api::cluster::move_leader`).
+//! - Snapshot streams a copy of the backend (`crate::snapshot::download`):
+//!   a redb file, not a bolt one, so only retcd can restore it.
+//! - Downgrade is UNIMPLEMENTED.
 
 use std::sync::Arc;
 
 use retcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    MoveLeaderResponse, SnapshotRequest, StatusRequest, StatusResponse,
     maintenance_server::Maintenance,
 };
 use tonic::{Request, Response, Status};
@@ -104,24 +107,31 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    type SnapshotStream = tokio_stream::Empty<Result<SnapshotResponse, Status>>;
+    type SnapshotStream = tokio_stream::wrappers::ReceiverStream<crate::snapshot::DownloadItem>;
 
     async fn snapshot(
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: snapshot download is not supported yet",
-        ))
+        let server = self.server.clone();
+        let rx =
+            crate::snapshot::download(server.store.clone(), move |rev| server.header(rev)).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn move_leader(
         &self,
-        _req: Request<MoveLeaderRequest>,
+        req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: leader transfer is not supported yet",
-        ))
+        let timeout = crate::api::cluster::grpc_timeout(req.metadata())
+            .unwrap_or_else(|| crate::server::request_timeout(&self.server.cfg));
+        let target = req.into_inner().target_id;
+        crate::api::cluster::move_leader(&self.server, target, timeout).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.server.header(self.server.store.current_revision())),
+        }))
     }
 
     async fn downgrade(

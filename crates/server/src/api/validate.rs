@@ -60,7 +60,8 @@ fn request_op(op: &RequestOp, max_ops: usize) -> Result<()> {
         Some(Request::RequestPut(r)) => put(r),
         Some(Request::RequestDeleteRange(r)) => delete_range(r),
         Some(Request::RequestTxn(r)) => txn_shape(r, max_ops),
-        None => Ok(()),
+        // An op naming no request: etcd refuses it as a missing key.
+        None => Err(Error::Mvcc(retcd_mvcc::Error::KeyNotFound)),
     }
 }
 
@@ -137,6 +138,11 @@ mod tests {
                 "empty delete key",
                 delete_range(&DeleteRangeRequest::default()),
                 Some("etcdserver: key is not provided"),
+            ),
+            (
+                "txn op without a request",
+                request_op(&RequestOp::default(), 128),
+                Some("etcdserver: key not found"),
             ),
             (
                 "txn over max ops",
