@@ -81,7 +81,7 @@ fn normalized(output: CtlOutput) -> CtlOutput {
 
 /// The id a `Member <id> added` line names.
 fn added_id(output: &CtlOutput) -> String {
-    let re = Regex::new(r"Member ([0-9a-f]+) added").unwrap();
+    let re = Regex::new(r"Member +([0-9a-f]+) added").unwrap();
     re.captures(&output.stdout)
         .unwrap_or_else(|| panic!("no member added: {output:#?}"))[1]
         .to_string()
