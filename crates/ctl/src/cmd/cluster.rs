@@ -444,26 +444,13 @@ async fn endpoint_health(ctx: &Ctx) -> Result<(), CtlError> {
 
 /// `endpoint status`.
 async fn endpoint_status(ctx: &Ctx) -> Result<(), CtlError> {
-    let mut list = Vec::new();
-    let mut failed = false;
-    for endpoint in endpoints(ctx).await? {
-        let shown = endpoint.clone();
-        let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
+    let (list, failed) = per_endpoint(ctx, "status", |client| async move {
         let r = ctx.request(&client, StatusRequest {});
-        match client
+        client
             .unary(|ch| async move { MaintenanceClient::new(ch).status(r).await })
             .await
-        {
-            Ok(status) => list.push((shown, status)),
-            Err(s) => {
-                eprintln!(
-                    "Failed to get the status of endpoint {shown} ({})",
-                    status_text(&s)
-                );
-                failed = true;
-            }
-        }
-    }
+    })
+    .await?;
     emit(&ctx.printer().endpoint_status(&list)?);
     if failed {
         return Err(CtlError::raw(EXIT_ERROR, ""));
@@ -473,32 +460,48 @@ async fn endpoint_status(ctx: &Ctx) -> Result<(), CtlError> {
 
 /// `endpoint hashkv`.
 async fn endpoint_hashkv(ctx: &Ctx) -> Result<(), CtlError> {
-    let mut list = Vec::new();
-    let mut failed = false;
     let revision = ctx.flags.int("rev");
-    for endpoint in endpoints(ctx).await? {
-        let shown = endpoint.clone();
-        let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
+    let (list, failed) = per_endpoint(ctx, "hash", |client| async move {
         let r = ctx.request(&client, HashKvRequest { revision });
-        match client
+        client
             .unary(|ch| async move { MaintenanceClient::new(ch).hash_kv(r).await })
             .await
-        {
-            Ok(hash) => list.push((shown, hash)),
+    })
+    .await?;
+    emit(&ctx.printer().endpoint_hashkv(&list)?);
+    if failed {
+        return Err(CtlError::raw(EXIT_ERROR, ""));
+    }
+    Ok(())
+}
+
+/// Runs `call` against every endpoint in turn, each through its own client:
+/// the answers of those that answered, and whether any failed (each failure
+/// printed as etcdctl prints it, naming `what` was asked for).
+async fn per_endpoint<T, Fut>(
+    ctx: &Ctx,
+    what: &str,
+    mut call: impl FnMut(Client) -> Fut,
+) -> Result<(Vec<(String, T)>, bool), CtlError>
+where
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut list = Vec::new();
+    let mut failed = false;
+    for endpoint in endpoints(ctx).await? {
+        let client = single(ctx, &endpoint, TargetStyle::Passthrough).await?;
+        match call(client).await {
+            Ok(answer) => list.push((endpoint, answer)),
             Err(s) => {
                 eprintln!(
-                    "Failed to get the hash of endpoint {shown} ({})",
+                    "Failed to get the {what} of endpoint {endpoint} ({})",
                     status_text(&s)
                 );
                 failed = true;
             }
         }
     }
-    emit(&ctx.printer().endpoint_hashkv(&list)?);
-    if failed {
-        return Err(CtlError::raw(EXIT_ERROR, ""));
-    }
-    Ok(())
+    Ok((list, failed))
 }
 
 /// `defrag`.
