@@ -4,7 +4,7 @@
 
 use retcd_tests::{Flavour, step};
 
-use crate::harness::compare;
+use crate::harness::{compare, compare_reads};
 
 #[test]
 fn lease_commands_match_on_reference() {
@@ -34,8 +34,6 @@ fn cluster_commands_match_on_reference() {
         step("endpoint health"),
         step("endpoint health -w json"),
         step("endpoint health -w table"),
-        step("endpoint status -w table"),
-        step("endpoint status -w protobuf"),
         step("alarm list"),
         step("alarm list -w json"),
         step("alarm list -w table"),
@@ -43,6 +41,20 @@ fn cluster_commands_match_on_reference() {
         step("member remove zz"),
     ];
     compare(Flavour::Reference, &steps);
+}
+
+/// `endpoint status` shows the backend's size, which differs between two
+/// servers (and grows as etcd commits), so both etcdctls read one server.
+#[test]
+fn endpoint_status_matches_on_one_reference_server() {
+    compare_reads(
+        Flavour::Reference,
+        &[],
+        &[
+            step("endpoint status -w table"),
+            step("endpoint status -w protobuf"),
+        ],
+    );
 }
 
 #[test]
