@@ -271,23 +271,15 @@ fn member_id(ctx: &Ctx, what: &str) -> Result<u64, CtlError> {
 async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
     let id = member_id(ctx, "")?;
     let client = ctx.connect().await?;
-    let cluster_id;
-    let members;
-    let encoded;
-    match path {
+    // Each answer: its protobuf encoding, header and member list.
+    let (encoded, header, members) = match path {
         "member remove" => {
             let r = ctx.request(&client, MemberRemoveRequest { id });
             let resp = client
                 .unary(|ch| async move { ClusterClient::new(ch).member_remove(r).await })
                 .await
                 .map_err(|s| server_error(&s))?;
-            cluster_id = resp
-                .header
-                .as_ref()
-                .map(|h| h.cluster_id)
-                .unwrap_or_default();
-            encoded = resp.encode_to_vec();
-            members = (resp.header, resp.members);
+            (resp.encode_to_vec(), resp.header, resp.members)
         }
         "member promote" => {
             let r = ctx.request(&client, MemberPromoteRequest { id });
@@ -295,13 +287,7 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
                 .unary(|ch| async move { ClusterClient::new(ch).member_promote(r).await })
                 .await
                 .map_err(|s| server_error(&s))?;
-            cluster_id = resp
-                .header
-                .as_ref()
-                .map(|h| h.cluster_id)
-                .unwrap_or_default();
-            encoded = resp.encode_to_vec();
-            members = (resp.header, resp.members);
+            (resp.encode_to_vec(), resp.header, resp.members)
         }
         _ => {
             let urls = ctx.flags.string("peer-urls");
@@ -317,18 +303,13 @@ async fn member_change(path: &str, ctx: &Ctx) -> Result<(), CtlError> {
                 .unary(|ch| async move { ClusterClient::new(ch).member_update(r).await })
                 .await
                 .map_err(|s| server_error(&s))?;
-            cluster_id = resp
-                .header
-                .as_ref()
-                .map(|h| h.cluster_id)
-                .unwrap_or_default();
-            encoded = resp.encode_to_vec();
-            members = (resp.header, resp.members);
+            (resp.encode_to_vec(), resp.header, resp.members)
         }
-    }
+    };
+    let cluster_id = header.as_ref().map_or(0, |h| h.cluster_id);
     match ctx.printer().format {
         Format::Json => {
-            emit(format!("{}\n", json::member_change(&members.0, &members.1)).as_bytes());
+            emit(format!("{}\n", json::member_change(&header, &members)).as_bytes());
         }
         Format::Protobuf => emit(&encoded),
         Format::Fields | Format::Table => return Err(unsupported(ctx.printer().format)),
