@@ -9,11 +9,17 @@
 //! - `server_meta`: opaque byte pairs the server keeps beside the data
 //!   (membership, leases, auth), committed atomically with it.
 //!
-//! Durability: a write batch commits with `Durability::None` (visible to
-//! readers at once, lost on a crash) or `Durability::Immediate` (fsync). redb
-//! persists commits in order, so whatever survives a crash is a prefix of the
-//! commits, and `consistent_index` in the same prefix tells raft where to
-//! replay from.
+//! Durability: a write batch's commit lands in the in-memory [`Overlay`]
+//! (visible to readers at once, lost on a crash); a durable commit, or an
+//! overlay grown past its bounds, writes the whole overlay to redb in one
+//! transaction (`Durability::Immediate` or `None`). redb persists commits in
+//! order, so whatever survives a crash is a prefix of the commits, and
+//! `consistent_index` in the same prefix tells raft where to replay from.
+//!
+//! Readers get the overlay and a redb read transaction as one pair, taken
+//! under the overlay lock; writing the overlay to redb commits and empties
+//! the overlay under the same lock, so a pair never holds a row twice or
+//! misses one.
 //!
 //! Physical compaction ([`Backend::compact_chunk`]) removes rows in bounded
 //! chunks, each its own short write transaction, and records
@@ -26,8 +32,11 @@
 //! a new header with old pages. A read transaction pins one committed state,
 //! and writing it into a fresh file also leaves the copy without free pages.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use prost::Message;
 use redb::{
     Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase,
@@ -36,6 +45,7 @@ use redb::{
 use retcd_api::mvccpb::KeyValue;
 
 use crate::error::{Error, Result};
+use crate::overlay::{MetaOps, Overlay, Rows};
 use crate::revision::{RevKey, Revision, encode_key, first_key_of};
 
 /// Revision-keyed rows of key-value pairs and tombstones.
@@ -55,6 +65,11 @@ const SCHEDULED_COMPACT: &str = "scheduled_compact_rev";
 /// Meta key: the latest compaction revision whose rows are all removed.
 const FINISHED_COMPACT: &str = "finished_compact_rev";
 
+/// Overlay rows past which a commit writes the overlay to redb.
+const OVERLAY_MAX_ROWS: usize = 50_000;
+/// Overlay row bytes past which a commit writes the overlay to redb.
+const OVERLAY_MAX_BYTES: usize = 64 << 20;
+
 /// The store's counters as last committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
@@ -69,25 +84,27 @@ pub(crate) struct Meta {
 }
 
 /// Everything one write batch commits at once.
-pub(crate) struct Commit<'a> {
+pub(crate) struct Commit {
     /// New rows, in revision order.
-    pub rows: &'a [(RevKey, Vec<u8>)],
+    pub rows: Rows,
     /// New `(consistent_index, consistent_term)`, if any entry was applied.
     pub consistent: Option<(u64, u64)>,
     /// A newly scheduled compaction revision.
     pub scheduled_compact: Option<i64>,
     /// Server metadata to store (`None`: delete), applied in order.
-    pub server_meta: &'a [(Vec<u8>, Option<Vec<u8>>)],
-    /// Whether to fsync before returning.
-    pub durable: bool,
+    pub server_meta: MetaOps,
 }
 
-/// The redb database behind a store.
+/// The redb database behind a store, with the overlay of what it lacks.
 pub(crate) struct Backend {
     /// The open database.
     db: Database,
     /// Where its file lives, for size reports.
     path: PathBuf,
+    /// Committed changes redb does not hold yet; replaced, never mutated.
+    overlay: Mutex<Arc<Overlay>>,
+    /// Serializes changes to the overlay and to redb's contents.
+    writing: Mutex<()>,
 }
 
 impl Backend {
@@ -103,78 +120,88 @@ impl Backend {
         Ok(Backend {
             db,
             path: path.to_path_buf(),
+            overlay: Mutex::new(Arc::new(Overlay::default())),
+            writing: Mutex::new(()),
         })
+    }
+
+    /// The overlay and a redb read transaction that together hold exactly
+    /// the committed state.
+    fn view(&self) -> Result<(Arc<Overlay>, ReadTransaction)> {
+        let overlay = self.overlay.lock();
+        let txn = self.db.begin_read()?;
+        Ok((overlay.clone(), txn))
     }
 
     /// Reads the store's counters.
     pub fn meta(&self) -> Result<Meta> {
-        let txn = self.db.begin_read()?;
-        read_meta(&txn.open_table(META)?)
+        let (overlay, txn) = self.view()?;
+        Ok(overlay.meta_over(read_meta(&txn.open_table(META)?)?))
     }
 
     /// Reads one server metadata value.
     pub fn server_meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
+        let (overlay, txn) = self.view()?;
+        if let Some(value) = overlay.meta_get(key) {
+            return Ok(value.map(<[u8]>::to_vec));
+        }
         let table = txn.open_table(SERVER_META)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Every server metadata pair whose key starts with `prefix`, in key order.
     pub fn server_meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
+        let (overlay, txn) = self.view()?;
         let table = txn.open_table(SERVER_META)?;
-        let mut out = Vec::new();
+        let mut pairs = BTreeMap::new();
         for item in table.range(prefix..)? {
             let (key, value) = item?;
             if !key.value().starts_with(prefix) {
                 break;
             }
-            out.push((key.value().to_vec(), value.value().to_vec()));
+            pairs.insert(key.value().to_vec(), value.value().to_vec());
         }
-        Ok(out)
+        overlay.meta_apply_prefix(prefix, &mut pairs);
+        Ok(pairs.into_iter().collect())
     }
 
     /// A consistent read-only view of the rows as of now.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let txn = self.db.begin_read()?;
+        let (overlay, txn) = self.view()?;
         Ok(Snapshot {
             rows: txn.open_table(KV)?,
+            overlay,
         })
     }
 
-    /// Writes one batch's rows and counters in a single redb transaction.
-    pub fn commit(&self, c: Commit<'_>) -> Result<()> {
-        let txn = self.begin_write(c.durable)?;
-        {
-            let mut kv = txn.open_table(KV)?;
-            for (key, value) in c.rows {
-                kv.insert(key, value.as_slice())?;
-            }
+    /// Adds one batch's rows and counters to the overlay, visible to readers
+    /// at once; true when the overlay outgrew its bounds and should be
+    /// [flushed](Self::flush).
+    pub fn append(&self, c: Commit) -> bool {
+        let _writing = self.writing.lock();
+        let mut overlay = self.overlay.lock();
+        let next = overlay.with(c.rows, c.consistent, c.scheduled_compact, c.server_meta);
+        let full = next.rows() > OVERLAY_MAX_ROWS || next.bytes() > OVERLAY_MAX_BYTES;
+        *overlay = Arc::new(next);
+        full
+    }
+
+    /// Writes the overlay to redb in one transaction and empties it; then,
+    /// if `durable`, makes every commit so far durable.
+    pub fn flush(&self, durable: bool) -> Result<()> {
+        let _writing = self.writing.lock();
+        let overlay = self.overlay.lock().clone();
+        if !overlay.is_empty() {
+            let txn = self.begin_write(false)?;
+            write_overlay(&overlay, &txn)?;
+            // Readers pair the overlay with a redb state under this lock.
+            let mut current = self.overlay.lock();
+            txn.commit()?;
+            *current = Arc::new(Overlay::default());
         }
-        if c.consistent.is_some() || c.scheduled_compact.is_some() {
-            let mut meta = txn.open_table(META)?;
-            if let Some((index, term)) = c.consistent {
-                meta.insert(CONSISTENT_INDEX, index)?;
-                meta.insert(CONSISTENT_TERM, term)?;
-            }
-            if let Some(rev) = c.scheduled_compact {
-                meta.insert(SCHEDULED_COMPACT, rev as u64)?;
-            }
+        if durable {
+            self.begin_write(true)?.commit()?;
         }
-        if !c.server_meta.is_empty() {
-            let mut table = txn.open_table(SERVER_META)?;
-            for (key, value) in c.server_meta {
-                match value {
-                    Some(value) => {
-                        table.insert(key.as_slice(), value.as_slice())?;
-                    }
-                    None => {
-                        table.remove(key.as_slice())?;
-                    }
-                }
-            }
-        }
-        txn.commit()?;
         Ok(())
     }
 
@@ -190,6 +217,9 @@ impl Backend {
         max_rows: usize,
         mut keep: impl FnMut(&RevKey, &[u8]) -> Result<bool>,
     ) -> Result<(Option<RevKey>, Vec<usize>)> {
+        // The rows to look at may still be in the overlay.
+        self.flush(false)?;
+        let _writing = self.writing.lock();
         let txn = self.begin_write(false)?;
         let end = first_key_of(target + 1);
         let mut next = None;
@@ -220,21 +250,21 @@ impl Backend {
         Ok((next, removed))
     }
 
-    /// Makes every earlier commit durable.
+    /// Writes the overlay to redb and makes every earlier commit durable.
     pub fn sync(&self) -> Result<()> {
-        self.begin_write(true)?.commit()?;
-        Ok(())
+        self.flush(true)
     }
 
     /// Writes a consistent copy of every table into a new database file at
     /// `path` (which must not exist) and makes it durable; returns the
     /// counters the copy holds.
     pub fn export_to(&self, path: &Path) -> Result<Meta> {
-        let source = self.db.begin_read()?;
-        let meta = read_meta(&source.open_table(META)?)?;
+        let (overlay, source) = self.view()?;
+        let meta = overlay.meta_over(read_meta(&source.open_table(META)?)?);
         let copy = Database::builder().create(path)?;
         let txn = copy.begin_write()?;
         copy_tables(&source, &txn)?;
+        write_overlay(&overlay, &txn)?;
         txn.commit()?;
         Ok(meta)
     }
@@ -248,6 +278,10 @@ impl Backend {
         let source_db = ReadOnlyDatabase::open(path)?;
         let source = source_db.begin_read()?;
         let meta = read_meta(&source.open_table(META)?)?;
+        // What the overlay holds goes first, so the metadata kept below is
+        // read as committed.
+        self.flush(false)?;
+        let _writing = self.writing.lock();
         let txn = self.begin_write(true)?;
         let kept = {
             let table = txn.open_table(SERVER_META)?;
@@ -270,6 +304,8 @@ impl Backend {
                 };
             }
         }
+        // The overlay is empty (flushed above, and writers wait on `writing`).
+        let _readers = self.overlay.lock();
         txn.commit()?;
         Ok(meta)
     }
@@ -307,6 +343,38 @@ fn read_meta(table: &ReadOnlyTable<&'static str, u64>) -> Result<Meta> {
     })
 }
 
+/// Writes an overlay's rows, counters and server metadata into `txn`.
+fn write_overlay(overlay: &Overlay, txn: &WriteTransaction) -> Result<()> {
+    {
+        let mut kv = txn.open_table(KV)?;
+        for (key, value) in overlay.all_rows() {
+            kv.insert(key, value.as_slice())?;
+        }
+    }
+    if overlay.consistent().is_some() || overlay.scheduled_compact().is_some() {
+        let mut meta = txn.open_table(META)?;
+        if let Some((index, term)) = overlay.consistent() {
+            meta.insert(CONSISTENT_INDEX, index)?;
+            meta.insert(CONSISTENT_TERM, term)?;
+        }
+        if let Some(rev) = overlay.scheduled_compact() {
+            meta.insert(SCHEDULED_COMPACT, rev as u64)?;
+        }
+    }
+    let mut table = txn.open_table(SERVER_META)?;
+    for (key, value) in overlay.meta_ops() {
+        match value {
+            Some(value) => {
+                table.insert(key.as_slice(), value.as_slice())?;
+            }
+            None => {
+                table.remove(key.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Copies every row of the three tables as `source` sees them into `target`
 /// (whose tables are empty or absent).
 fn copy_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()> {
@@ -339,13 +407,19 @@ fn copy_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()
 pub(crate) struct Snapshot {
     /// The `kv` table as of the snapshot.
     rows: ReadOnlyTable<&'static RevKey, &'static [u8]>,
+    /// The newer rows not in that table.
+    overlay: Arc<Overlay>,
 }
 
 impl Snapshot {
     /// The key-value pair a put at `rev` wrote; an error if the row is gone,
     /// since the index said it must be there.
     pub fn load(&self, rev: Revision) -> Result<KeyValue> {
-        match self.rows.get(&encode_key(rev, false))? {
+        let key = encode_key(rev, false);
+        if let Some(row) = self.overlay.get(&key) {
+            return Ok(KeyValue::decode(row)?);
+        }
+        match self.rows.get(&key)? {
             Some(row) => Ok(KeyValue::decode(row.value())?),
             None => Err(Error::Corrupted(format!("no row for revision {rev}"))),
         }
@@ -354,12 +428,7 @@ impl Snapshot {
     /// Calls `f` with every row at or below main revision `upto`, in revision
     /// order.
     pub fn scan(&self, upto: i64, mut f: impl FnMut(&RevKey, &[u8]) -> Result<()>) -> Result<()> {
-        let end = first_key_of(upto.saturating_add(1));
-        for item in self.rows.range::<&RevKey>(..&end)? {
-            let (key, value) = item?;
-            f(key.value(), value.value())?;
-        }
-        Ok(())
+        self.scan_between(0, upto, |key, row| f(key, row).map(|()| true))
     }
 
     /// Calls `f` with every row of main revisions `from..=upto`, in revision
@@ -378,6 +447,11 @@ impl Snapshot {
         for item in self.rows.range::<&RevKey>(&start..&end)? {
             let (key, value) = item?;
             if !f(key.value(), value.value())? {
+                return Ok(());
+            }
+        }
+        for (key, value) in self.overlay.range(&start, &end) {
+            if !f(key, value)? {
                 break;
             }
         }

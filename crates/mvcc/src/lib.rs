@@ -7,16 +7,18 @@
 //!   ends one); it answers which keys a range covers at a revision, counts,
 //!   versions and create/mod revisions;
 //! - the **backend** (`backend.rs`): a redb file of rows keyed by revision,
-//!   holding the encoded `mvccpb::KeyValue`s; the index is rebuilt from it at
-//!   open.
+//!   holding the encoded `mvccpb::KeyValue`s, with an in-memory overlay
+//!   (`overlay.rs`) of the rows committed since redb's last write; the index
+//!   is rebuilt from it at open.
 //!
 //! Reads go through [`Store::range`] (any thread, any time, committed state
 //! only). Writes go through one [`WriteBatch`] at a time: the apply loop
 //! applies a run of raft entries to a batch, records the last entry's index
 //! with [`WriteBatch::set_consistent_index`], takes the watch events, and
-//! commits, durably or not. Because the raft log is the durability point, a
-//! non-durable commit that a crash loses is simply applied again: raft
-//! replays from [`Store::consistent_index`].
+//! commits, durably or not: a non-durable commit only adds to the overlay, a
+//! durable one writes the overlay to redb and fsyncs. Because the raft log is
+//! the durability point, a non-durable commit that a crash loses is simply
+//! applied again: raft replays from the consistent index redb holds.
 //!
 //! Compaction ([`WriteBatch::compact`]) makes old revisions unreadable at
 //! once and removes their rows in the background (`compactor.rs`), in chunks
@@ -39,6 +41,7 @@ mod hash;
 mod index;
 mod key_index;
 mod lock;
+mod overlay;
 mod range;
 mod revision;
 mod snapshot;
@@ -49,6 +52,8 @@ mod write;
 
 #[cfg(test)]
 mod model_test;
+#[cfg(test)]
+mod overlay_test;
 #[cfg(test)]
 mod script_test;
 #[cfg(test)]

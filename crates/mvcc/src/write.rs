@@ -209,26 +209,26 @@ impl<'a> WriteBatch<'a> {
         std::mem::take(&mut self.events)
     }
 
-    /// Commits the batch: fsynced if `durable`, else visible at once but
-    /// possibly lost on a crash. Readers see the batch only after this.
+    /// Commits the batch: visible to readers from here on, and written to
+    /// redb and fsynced if `durable` (else possibly lost on a crash, which
+    /// raft's replay makes good). An error means the write to redb failed:
+    /// the batch stays committed in memory, and the caller must stop, since
+    /// the disk can no longer be trusted.
     pub fn commit(mut self, durable: bool) -> Result<()> {
         let shared = self.shared;
         let nothing_new = self.rows.is_empty()
             && self.server_meta.is_empty()
             && self.consistent.is_none()
             && self.scheduled_compact.is_none();
-        if durable || !nothing_new {
-            // On error, drop reverts the index.
-            shared.backend.commit(Commit {
-                rows: &self.rows,
+        let bytes: u64 = self.rows.iter().map(|(_, row)| row_bytes(row.len())).sum();
+        let flush = !nothing_new
+            && shared.backend.append(Commit {
+                rows: std::mem::take(&mut self.rows),
                 consistent: self.consistent,
                 scheduled_compact: self.scheduled_compact,
-                server_meta: &self.server_meta,
-                durable,
-            })?;
-        }
+                server_meta: std::mem::take(&mut self.server_meta),
+            });
         self.committed = true;
-        let bytes: u64 = self.rows.iter().map(|(_, row)| row_bytes(row.len())).sum();
         shared.live_bytes.fetch_add(bytes, Ordering::Relaxed);
         shared.current_rev.store(self.rev, Ordering::Release);
         if let Some((index, term)) = self.consistent {
@@ -242,6 +242,9 @@ impl<'a> WriteBatch<'a> {
                 shared.compact_rev.store(rev, Ordering::Release);
             }
             shared.compaction.schedule(rev);
+        }
+        if durable || flush {
+            shared.backend.flush(durable)?;
         }
         Ok(())
     }

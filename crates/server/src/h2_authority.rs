@@ -95,6 +95,9 @@ pub struct AuthorityFix<T> {
     mode: Mode,
     /// Bytes read from `inner` and not examined yet.
     pending: Vec<u8>,
+    /// Where reads from `inner` land before they join `pending`; allocated
+    /// once, so a read does not zero a fresh buffer.
+    scratch: Box<[u8]>,
     /// Examined bytes for the reader, from `out_pos` on.
     out: Vec<u8>,
     /// How much of `out` the reader already took.
@@ -112,6 +115,7 @@ impl<T> AuthorityFix<T> {
             inner,
             mode: Mode::Preface,
             pending: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             out: Vec::new(),
             out_pos: 0,
             skip: 0,
@@ -226,13 +230,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityFix<T> {
                     _ => {}
                 }
             }
-            let start = this.pending.len();
-            this.pending.resize(start + READ_CHUNK, 0);
-            let mut chunk = ReadBuf::new(&mut this.pending[start..]);
-            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut chunk);
+            let mut chunk = ReadBuf::new(&mut this.scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
             let n = chunk.filled().len();
-            this.pending.truncate(start + n);
-            ready!(polled)?;
+            this.pending.extend_from_slice(chunk.filled());
             if n == 0 {
                 // End of stream: whatever is incomplete goes out as it is.
                 this.eof = true;
@@ -334,20 +335,36 @@ fn find_authority(block: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
         let (name_index, n) = decode_int(&block[i..], prefix)?;
         i += n;
         let is_authority = if name_index == 0 {
-            let (name, n) = read_string(&block[i..])?;
-            i += n;
-            name == b":authority"
+            let name = string_span(&block[i..])?;
+            let is_authority = names_authority(&block[i..i + name.end]);
+            i += name.end;
+            is_authority
         } else {
             name_index == AUTHORITY_INDEX
         };
         let value_start = i;
-        let (value, n) = read_string(&block[i..])?;
-        i += n;
         if is_authority {
-            return Some((value_start..i, value));
+            let (value, n) = read_string(&block[i..])?;
+            return Some((value_start..i + n, value));
         }
+        // Other values are skipped undecoded: this runs on every request.
+        i += string_span(&block[i..])?.end;
     }
     None
+}
+
+/// Whether an encoded HPACK string literal (prefix included) is `:authority`;
+/// longer strings are rejected without decoding them.
+fn names_authority(encoded: &[u8]) -> bool {
+    const NAME: &[u8] = b":authority";
+    encoded.len() <= NAME.len() + 1 && read_string(encoded).is_some_and(|(name, _)| name == NAME)
+}
+
+/// Where an HPACK string literal's bytes end (prefix included), undecoded.
+fn string_span(buf: &[u8]) -> Option<Range<usize>> {
+    let (len, n) = decode_int(buf, 7)?;
+    let end = n.checked_add(usize::try_from(len).ok()?)?;
+    (end <= buf.len()).then_some(n..end)
 }
 
 /// `scheme://rest` becomes `_..._@rest` of the same length; anything else is kept.
@@ -404,9 +421,9 @@ fn encode_int(mut value: u64, prefix_bits: u32, flags: u8, out: &mut Vec<u8>) {
 /// Reads an HPACK string literal: (decoded bytes, bytes used).
 fn read_string(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     let huffman = *buf.first()? & 0x80 != 0;
-    let (len, n) = decode_int(buf, 7)?;
-    let end = n.checked_add(usize::try_from(len).ok()?)?;
-    let raw = buf.get(n..end)?;
+    let span = string_span(buf)?;
+    let end = span.end;
+    let raw = &buf[span];
     let value = if huffman {
         huffman_decode(raw)?
     } else {
@@ -586,6 +603,21 @@ mod tests {
         // A block the scanner cannot parse (truncated string) is left alone.
         let frame = headers_frame(&[0x41, 0x85, b'a'], FLAG_END_HEADERS);
         assert_eq!(rewrite_headers_frame(&frame), None);
+    }
+
+    #[test]
+    fn an_authority_with_a_literal_name_is_found_after_skipped_fields() {
+        for huffman in [true, false] {
+            let mut b = vec![0x40]; // a new name, incremental indexing
+            b.extend(string(b"x-a-long-custom-header-name", huffman));
+            b.extend(string(b"some value", huffman));
+            b.push(0x10); // never indexed, new name
+            b.extend(string(b":authority", huffman));
+            b.extend(string(b"http://10.0.0.1:2379", huffman));
+            let frame = headers_frame(&b, FLAG_END_HEADERS);
+            let fixed = rewrite_headers_frame(&frame).expect("rewritten");
+            assert_eq!(authority_of(&fixed), b"______@10.0.0.1:2379", "{huffman}");
+        }
     }
 
     /// A reader that hands out its input a few bytes at a time.
