@@ -1,12 +1,13 @@
 //! The apply thread: executes committed raft entries against the MVCC store,
 //! strictly in log order, and wakes the proposers waiting for them.
 //!
-//! Entries arrive in batches; one redb write transaction covers everything
-//! that is queued when the thread wakes (bounded by `MAX_BATCH_ENTRIES`).
-//! Commits are non-durable (no fsync: the raft log already holds the entries)
-//! except every `DURABLE_INTERVAL` or `DURABLE_ENTRIES`, and after an idle
-//! interval, when one durable commit makes the backend catch up. Only then is
-//! raft told it may compact its log up to that index.
+//! Entries arrive in batches; one write batch covers everything that is
+//! queued when the thread wakes (bounded by `MAX_BATCH_ENTRIES`). Commits are
+//! non-durable (they land in the store's in-memory overlay: the raft log
+//! already holds the entries) except every `DURABLE_INTERVAL` or
+//! `DURABLE_ENTRIES`, and after an idle interval, when one durable commit
+//! writes everything to redb and fsyncs. Only then is raft told it may
+//! compact its log up to that index.
 //!
 //! Invariants:
 //! - An entry at or below the store's `consistent_index` was applied before a
@@ -123,9 +124,13 @@ impl Applier {
             if applied == 0 && !durable {
                 continue;
             }
-            let commit_timer = metrics::BACKEND_COMMIT_SECONDS.start_timer();
+            // Only a durable commit writes redb (etcd's metric times its
+            // backend's commits, not its in-memory batches).
+            let commit_timer = durable.then(|| metrics::BACKEND_COMMIT_SECONDS.start_timer());
             batch.commit(durable)?;
-            commit_timer.observe_duration();
+            if let Some(timer) = commit_timer {
+                timer.observe_duration();
+            }
             let index = self.store.consistent_index();
             if durable {
                 last_durable = Instant::now();

@@ -73,7 +73,7 @@ pub static COMPACT_REVISION: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("registering etcd_debugging_mvcc_compact_revision")
 });
 
-/// Time of each backend commit (etcd's name; ours commits once per applied batch).
+/// Time of each durable backend commit: the overlay written to redb and fsynced.
 pub static BACKEND_COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "etcd_disk_backend_commit_duration_seconds",
