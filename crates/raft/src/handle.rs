@@ -8,6 +8,13 @@
 //! is rare, bounded by its callers, and must never be refused, so it has its own
 //! unbounded queue. State the loop publishes (status, leader) is read without
 //! going through the loop.
+//!
+//! A proposal learns raft's verdict one of two ways: [`RaftHandle::propose`]
+//! awaits it, while [`RaftHandle::propose_detached`] only hears of a refusal,
+//! through a callback the loop runs. The second spares a caller that waits for
+//! the entry to be applied anyway one cross-thread wake-up per write. Its
+//! callback runs at most once; a proposal the loop drops unanswered (it stopped)
+//! counts as refused with [`Error::Stopped`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +31,7 @@ use crate::{Error, Result};
 /// A client-driven request to the loop.
 pub(crate) enum Request {
     /// Append `data` as a normal entry.
-    Propose(Vec<u8>, oneshot::Sender<Result<()>>),
+    Propose(Vec<u8>, Verdict),
     /// Propose a membership change.
     ProposeConfChange(ConfChangeV2, oneshot::Sender<Result<()>>),
     /// Wait for a linearizable read index.
@@ -35,6 +42,59 @@ pub(crate) enum Request {
     ReportUnreachable(u64),
     /// The transport finished sending a snapshot to a peer.
     ReportSnapshot { to: u64, ok: bool },
+}
+
+/// Called with the reason a detached proposal was refused, on whichever thread
+/// learns of it: usually the raft loop's, so it must be quick and never block.
+pub type OnRefused = Box<dyn FnOnce(Error) + Send>;
+
+/// Where the loop sends its verdict on a proposal.
+pub(crate) enum Verdict {
+    /// The proposer awaits the verdict, whatever it is.
+    Reply(oneshot::Sender<Result<()>>),
+    /// The proposer hears only of a refusal.
+    Detached(RefusalGuard),
+}
+
+impl Verdict {
+    /// Delivers raft's verdict.
+    pub(crate) fn send(self, verdict: Result<()>) {
+        match self {
+            Verdict::Reply(tx) => {
+                let _ = tx.send(verdict);
+            }
+            Verdict::Detached(guard) => match verdict {
+                Ok(()) => guard.accepted(),
+                Err(e) => guard.refused(e),
+            },
+        }
+    }
+}
+
+/// Holds an [`OnRefused`] callback and runs it at most once: with raft's
+/// refusal, or with [`Error::Stopped`] if dropped without a verdict.
+pub(crate) struct RefusalGuard(Option<OnRefused>);
+
+impl RefusalGuard {
+    /// The proposal was accepted: the callback is dropped unrun.
+    fn accepted(mut self) {
+        self.0 = None;
+    }
+
+    /// The proposal was refused with `e`.
+    fn refused(mut self, e: Error) {
+        if let Some(on_refused) = self.0.take() {
+            on_refused(e);
+        }
+    }
+}
+
+impl Drop for RefusalGuard {
+    fn drop(&mut self) {
+        if let Some(on_refused) = self.0.take() {
+            on_refused(Error::Stopped);
+        }
+    }
 }
 
 /// A control request to the loop.
@@ -137,8 +197,33 @@ impl RaftHandle {
     /// [`Error::ProposalDropped`] / [`Error::NoLeader`] if raft refused it.
     pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.request(Request::Propose(data, tx))?;
+        self.request(Request::Propose(data, Verdict::Reply(tx)))?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Proposes `data` as a normal entry without waiting for raft's verdict, for
+    /// a caller that learns of success by seeing the entry applied.
+    /// `on_refused` runs at most once, exactly when [`RaftHandle::propose`] would
+    /// have failed, with the same error: on the caller's thread before this
+    /// returns if the loop's queue is full ([`Error::TooManyRequests`]) or the
+    /// loop has stopped ([`Error::Stopped`]); otherwise on the loop's thread if
+    /// raft refuses the proposal ([`Error::ProposalDropped`],
+    /// [`Error::NoLeader`], [`Error::TooManyRequests`]) or the loop stops before
+    /// deciding ([`Error::Stopped`]). An accepted proposal may still be lost
+    /// (a leader change before it commits); only the caller's own timeout
+    /// covers that.
+    pub fn propose_detached(&self, data: Vec<u8>, on_refused: OnRefused) {
+        let guard = RefusalGuard(Some(on_refused));
+        if self.is_stopped() {
+            return guard.refused(Error::Stopped);
+        }
+        let request = Request::Propose(data, Verdict::Detached(guard));
+        if let Err(e) = self.inner.requests.try_send(request) {
+            let reason = queue_error(&e);
+            if let Request::Propose(_, verdict) = e.into_inner() {
+                verdict.send(Err(reason));
+            }
+        }
     }
 
     /// Returns a commit index to wait for before serving a linearizable read.
@@ -238,10 +323,10 @@ impl RaftHandle {
         if self.is_stopped() {
             return Err(Error::Stopped);
         }
-        self.inner.requests.try_send(req).map_err(|e| match e {
-            TrySendError::Full(_) => Error::TooManyRequests,
-            TrySendError::Disconnected(_) => Error::Stopped,
-        })
+        self.inner
+            .requests
+            .try_send(req)
+            .map_err(|e| queue_error(&e))
     }
 
     /// Queues a control request.
@@ -250,5 +335,13 @@ impl RaftHandle {
             return Err(Error::Stopped);
         }
         self.inner.control.send(ctl).map_err(|_| Error::Stopped)
+    }
+}
+
+/// Why a client-driven request could not be queued.
+fn queue_error(e: &TrySendError<Request>) -> Error {
+    match e {
+        TrySendError::Full(_) => Error::TooManyRequests,
+        TrySendError::Disconnected(_) => Error::Stopped,
     }
 }

@@ -40,6 +40,7 @@
 //! point (logged as a warning) and needs a fresh snapshot from the leader.
 
 mod conf;
+mod entry_cache;
 mod error;
 mod handle;
 mod logger;
@@ -60,7 +61,7 @@ use tokio::sync::watch;
 
 pub use conf::decode_conf_change;
 pub use error::{Error, Result};
-pub use handle::{Progress, RaftHandle, Status};
+pub use handle::{OnRefused, Progress, RaftHandle, Status};
 pub use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     Message, MessageType, Snapshot,

@@ -43,10 +43,9 @@ use crossbeam_channel::{Receiver, Sender};
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_engine::LogBatch;
-use tokio::sync::oneshot;
 
 use crate::conf::DeliveredConfChanges;
-use crate::handle::{Control, Progress, Published, Request, Status};
+use crate::handle::{Control, Progress, Published, Request, Status, Verdict};
 use crate::metrics::metrics;
 use crate::reads::ReadIndexQueue;
 use crate::storage::LogStorage;
@@ -64,7 +63,7 @@ pub(crate) const MAX_APPLY_BACKLOG_BATCHES: usize = 1024;
 const COMPACTION_MARGIN_ENTRIES: u64 = 5000;
 
 /// A proposal waiting for raft's verdict.
-type Proposal = (Vec<u8>, oneshot::Sender<Result<()>>);
+type Proposal = (Vec<u8>, Verdict);
 
 /// The loop's state; owned by the loop's thread.
 pub(crate) struct Node {
@@ -247,8 +246,8 @@ impl Node {
             return;
         }
         if self.apply_tx.len() >= MAX_APPLY_BACKLOG_BATCHES {
-            for (_, done) in proposals {
-                let _ = done.send(Err(Error::TooManyRequests));
+            for (_, verdict) in proposals {
+                verdict.send(Err(Error::TooManyRequests));
             }
             return;
         }
@@ -274,8 +273,8 @@ impl Node {
                 "proposals refused: {e}"
             );
         }
-        for done in waiters {
-            let _ = done.send(match &refused {
+        for verdict in waiters {
+            verdict.send(match &refused {
                 None => Ok(()),
                 Some(e) => Err(self.refusal(e)),
             });
@@ -463,10 +462,18 @@ impl Node {
             .set(i64::try_from(status.commit_index).unwrap_or(i64::MAX));
     }
 
-    /// Fails waiting readers, flushes the log and publishes "no leader".
+    /// Fails waiting readers and queued requests, flushes the log and publishes
+    /// "no leader".
     fn finish(&mut self) {
         self.published.stopped.store(true, Ordering::Release);
         self.reads.stop();
+        // Nothing queued will be handled now. Dropping a request answers its
+        // caller with `Stopped`; the handles queue no more once `stopped` is set
+        // (bar a race), so this drains at most one queue's worth.
+        self.requests
+            .try_iter()
+            .take(crate::REQUEST_QUEUE_CAPACITY)
+            .for_each(drop);
         if let Err(e) = self.raw.mut_store().sync() {
             tracing::error!(member = self.id, "flushing raft log at stop: {e}");
         }

@@ -22,6 +22,12 @@
 //! - Everything a `Ready` produces (snapshot point, entries, hard state) goes into
 //!   one batch, so a crash keeps all of it or none of it.
 //!
+//! Reads of recent entries (raft hands committed entries to the apply side right
+//! after their fsync; a leader replicates them) are served from
+//! [`EntryCache`], a bounded copy of the log's tail; older ones from raft-engine.
+//! Every change to the log (append, overwrite, compaction, snapshot install)
+//! updates the cache with it, so it never holds an entry the engine does not.
+//!
 //! Why a conf-state history: on restart raft replays from the state machine's
 //! durable index, which may lie before the latest conf changes. Raft must restart
 //! with the conf state as of that index and see the later changes again as they are
@@ -36,6 +42,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Engine, LogBatch, MessageExt, ReadableSize};
 
+use crate::entry_cache::EntryCache;
 use crate::{Error, Result, SnapshotSource};
 
 /// The raft-engine group holding this member's log.
@@ -79,6 +86,8 @@ pub(crate) struct LogStorage {
     conf_history: BTreeMap<u64, ConfState>,
     /// Terms of entries appended since open, so raft's frequent term lookups skip the disk.
     terms: TermRuns,
+    /// The most recently appended entries, so reads of them skip the disk.
+    cache: EntryCache,
     /// Produces the state machine's data when raft sends a snapshot.
     snapshots: Arc<dyn SnapshotSource>,
 }
@@ -107,6 +116,7 @@ impl LogStorage {
             truncated: (0, 0),
             conf_history: BTreeMap::new(),
             terms: TermRuns::default(),
+            cache: EntryCache::default(),
             snapshots,
         };
         match storage
@@ -317,6 +327,7 @@ impl LogStorage {
         }
         batch.add_entries::<EntryCodec>(REGION_ID, entries)?;
         self.terms.append(entries);
+        self.cache.append(entries);
         Ok(())
     }
 
@@ -326,6 +337,7 @@ impl LogStorage {
         let last = self.last_index_inner().max(meta.index);
         batch.add_command(REGION_ID, Command::Compact { index: last + 1 });
         self.terms = TermRuns::default();
+        self.cache.clear();
         for index in std::mem::take(&mut self.conf_history).into_keys() {
             batch.delete(REGION_ID, conf_history_key(index));
         }
@@ -387,6 +399,7 @@ impl LogStorage {
             },
         );
         self.terms.forget_below(trunc_index);
+        self.cache.compact_to(trunc_index);
         self.stage_snapshot_point(&mut batch, meta, truncated)?;
         // The stored commit must not fall behind the new truncated index.
         self.hard_state_dirty = true;
@@ -440,13 +453,15 @@ impl raft::Storage for LogStorage {
         if high > self.last_index_inner() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let mut entries = Vec::with_capacity(high.saturating_sub(low) as usize);
         if low >= high {
-            return Ok(entries);
+            return Ok(Vec::new());
         }
-        let max_size = max_size
-            .into()
-            .map(|size| usize::try_from(size).unwrap_or(usize::MAX));
+        let max_size = max_size.into();
+        if let Some(cached) = self.cache.entries(low, high, max_size) {
+            return Ok(cached);
+        }
+        let max_size = max_size.map(|size| usize::try_from(size).unwrap_or(usize::MAX));
+        let mut entries = Vec::with_capacity(high.saturating_sub(low) as usize);
         self.engine
             .fetch_entries_to::<EntryCodec>(REGION_ID, low, high, max_size, &mut entries)
             .map_err(storage_error)?;

@@ -1,8 +1,12 @@
 //! Tests of the raft-engine storage: bootstrap, append/overwrite, compaction,
-//! snapshot install, conf-state history, each across a reopen.
+//! snapshot install, conf-state history, each across a reopen; and the entry
+//! cache agreeing with raft-engine through each of them.
 
+use protobuf::Message as _;
 use raft::Storage as _;
 use raft::eraftpb::ConfState;
+
+use crate::entry_cache;
 
 use super::*;
 
@@ -269,4 +273,198 @@ fn term_runs_follow_appends_and_overwrites() {
         (None, Some(4)),
         "a gap starts over"
     );
+}
+
+/// Asserts the entry cache is a tail of the log holding exactly what raft-engine
+/// holds for those indexes, and returns the cached range.
+fn assert_cache_agrees(s: &LogStorage) -> Option<(u64, u64)> {
+    let (first, last) = s.cache.range()?;
+    assert!(
+        first >= s.first_index_inner(),
+        "cache starts at {first}, below the log's first index {}",
+        s.first_index_inner()
+    );
+    assert_eq!(
+        last,
+        s.last_index_inner(),
+        "cache must end at the log's end"
+    );
+    let cached = s.cache.entries(first, last + 1, None).unwrap();
+    let mut stored = Vec::new();
+    s.engine
+        .fetch_entries_to::<EntryCodec>(REGION_ID, first, last + 1, None, &mut stored)
+        .unwrap();
+    assert_eq!(cached, stored, "cache and raft-engine disagree");
+    assert!(s.cache.len() <= entry_cache::MAX_CACHED_ENTRIES);
+    assert!(s.cache.bytes() <= entry_cache::MAX_CACHED_BYTES);
+    Some((first, last))
+}
+
+/// An entry at `index` with `term` carrying `len` bytes of data.
+fn sized_entry(index: u64, term: u64, len: usize) -> Entry {
+    Entry {
+        index,
+        term,
+        data: vec![(index % 251) as u8; len].into(),
+        ..Default::default()
+    }
+}
+
+/// Writes `entries` over the log's tail, as a follower does for a new leader,
+/// with the commit index at `commit` (below the first overwritten entry).
+fn overwrite(s: &mut LogStorage, entries: &[Entry], commit: u64) {
+    let mut batch = LogBatch::default();
+    s.stage_entries(&mut batch, entries).unwrap();
+    let mut hs = s.hard_state().clone();
+    hs.commit = commit;
+    s.set_hard_state(hs);
+    s.stage_hard_state(&mut batch).unwrap();
+    s.write(&mut batch, true).unwrap();
+}
+
+#[test]
+fn cache_holds_appended_tail_and_follows_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1]);
+    assert_eq!(assert_cache_agrees(&s), None, "nothing appended yet");
+    append(&mut s, 2..=10, 1);
+    assert_eq!(assert_cache_agrees(&s), Some((2, 10)));
+    append(&mut s, 11..=12, 1);
+    assert_eq!(assert_cache_agrees(&s), Some((2, 12)));
+    // A new leader overwrites 6.. with a shorter tail of its own term.
+    overwrite(&mut s, &[entry(6, 2), entry(7, 2)], 5);
+    assert_eq!(assert_cache_agrees(&s), Some((2, 7)));
+    assert_eq!(
+        fetch(&s, 5, 8).unwrap(),
+        vec![entry(5, 1), entry(6, 2), entry(7, 2)]
+    );
+    assert!(matches!(
+        fetch(&s, 5, 9),
+        Err(raft::Error::Store(StorageError::Unavailable))
+    ));
+    // Overwriting from the cache's first entry replaces all of it.
+    overwrite(&mut s, &[entry(2, 3)], 1);
+    assert_eq!(assert_cache_agrees(&s), Some((2, 2)));
+    assert_eq!(fetch(&s, 2, 3).unwrap(), vec![entry(2, 3)]);
+    // A reopened log starts with an empty cache and reads from raft-engine.
+    drop(s);
+    let s = open(dir.path(), &[]);
+    assert_eq!(assert_cache_agrees(&s), None);
+    assert_eq!(fetch(&s, 2, 3).unwrap(), vec![entry(2, 3)]);
+}
+
+#[test]
+fn cache_limits_fetch_size_like_raft_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1]);
+    append(&mut s, 2..=10, 1);
+    let all = fetch(&s, 2, 11).unwrap();
+    let three = all[..3]
+        .iter()
+        .map(|e| u64::from(e.compute_size()))
+        .sum::<u64>();
+    for (max_size, want) in [(0, 1), (1, 1), (three, 3), (three + 1, 3), (u64::MAX, 9)] {
+        let got = s
+            .entries(2, 11, max_size, GetEntriesContext::empty(false))
+            .unwrap();
+        let mut limited = all.clone();
+        raft::util::limit_size(&mut limited, Some(max_size));
+        assert_eq!(got.len(), want, "max_size {max_size}");
+        assert_eq!(got, limited, "max_size {max_size}");
+    }
+}
+
+#[test]
+fn cache_drops_what_compaction_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1]);
+    append(&mut s, 2..=100, 3);
+    assert!(s.compact(50, 10).unwrap());
+    assert_eq!(assert_cache_agrees(&s), Some((41, 100)));
+    assert!(matches!(
+        fetch(&s, 40, 42),
+        Err(raft::Error::Store(StorageError::Compacted))
+    ));
+    assert!(s.compact(100, 0).unwrap());
+    assert_eq!(assert_cache_agrees(&s), None, "everything compacted away");
+    append(&mut s, 101..=103, 3);
+    assert_eq!(assert_cache_agrees(&s), Some((101, 103)));
+}
+
+#[test]
+fn cache_is_cleared_by_a_snapshot_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1, 2]);
+    append(&mut s, 2..=10, 1);
+    assert_eq!(assert_cache_agrees(&s), Some((2, 10)));
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = 200;
+    snap.mut_metadata().term = 4;
+    snap.mut_metadata()
+        .set_conf_state(learner_conf(&[1, 2], &[]));
+    let mut batch = LogBatch::default();
+    s.stage_snapshot(&mut batch, &snap).unwrap();
+    s.stage_hard_state(&mut batch).unwrap();
+    s.write(&mut batch, true).unwrap();
+    assert_eq!(assert_cache_agrees(&s), None);
+    assert!(matches!(
+        fetch(&s, 5, 6),
+        Err(raft::Error::Store(StorageError::Compacted))
+    ));
+    append(&mut s, 201..=205, 4);
+    assert_eq!(assert_cache_agrees(&s), Some((201, 205)));
+    // A snapshot behind the log's end also replaces the cached tail.
+    snap.mut_metadata().index = 203;
+    let mut batch = LogBatch::default();
+    s.stage_snapshot(&mut batch, &snap).unwrap();
+    s.write(&mut batch, true).unwrap();
+    assert_eq!(assert_cache_agrees(&s), None);
+    append(&mut s, 204..=205, 4);
+    assert_eq!(assert_cache_agrees(&s), Some((204, 205)));
+    assert_eq!(fetch(&s, 204, 206).unwrap().len(), 2);
+}
+
+#[test]
+fn cache_evicts_oldest_entries_beyond_its_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), &[1]);
+    let count = entry_cache::MAX_CACHED_ENTRIES as u64 + 100;
+    append(&mut s, 2..=count + 1, 1);
+    let (first, last) = assert_cache_agrees(&s).unwrap();
+    assert_eq!(last - first + 1, entry_cache::MAX_CACHED_ENTRIES as u64);
+    assert_eq!(first, count + 2 - entry_cache::MAX_CACHED_ENTRIES as u64);
+    // Reads below the cache, and across its start, come from raft-engine.
+    assert_eq!(fetch(&s, 2, 4).unwrap(), vec![entry(2, 1), entry(3, 1)]);
+    let across = fetch(&s, first - 2, first + 2).unwrap();
+    assert_eq!(
+        across.iter().map(|e| e.index).collect::<Vec<_>>(),
+        (first - 2..first + 2).collect::<Vec<_>>()
+    );
+    // An overwrite starting below the cache replaces the whole cached tail.
+    overwrite(&mut s, &[entry(50, 2), entry(51, 2)], 49);
+    assert_eq!(assert_cache_agrees(&s), Some((50, 51)));
+    assert_eq!(
+        fetch(&s, 49, 52).unwrap(),
+        vec![entry(49, 1), entry(50, 2), entry(51, 2)]
+    );
+
+    // The byte bound: entries of 1 MiB each, more than fit.
+    let per_entry = 1 << 20;
+    let big: Vec<Entry> = (52..72).map(|i| sized_entry(i, 2, per_entry)).collect();
+    overwrite(&mut s, &big, 71);
+    let (first, last) = assert_cache_agrees(&s).unwrap();
+    assert_eq!(last, 71);
+    let max_fit = entry_cache::MAX_CACHED_BYTES / per_entry as u64;
+    assert!(
+        (2..=max_fit).contains(&(last - first + 1)),
+        "{first}..={last} cached"
+    );
+    assert_eq!(fetch(&s, 52, 72).unwrap(), big);
+    // One entry larger than the bound is not cached at all.
+    let huge = sized_entry(72, 2, entry_cache::MAX_CACHED_BYTES as usize + 1);
+    overwrite(&mut s, std::slice::from_ref(&huge), 72);
+    assert_eq!(assert_cache_agrees(&s), None);
+    assert_eq!(fetch(&s, 72, 73).unwrap(), vec![huge]);
+    append(&mut s, 73..=74, 2);
+    assert_eq!(assert_cache_agrees(&s), Some((73, 74)));
 }

@@ -199,3 +199,56 @@ fn conf_changes_apply_once_and_survive_restart() {
     assert!(applied.conf_states.lock().is_empty());
     raft.shutdown();
 }
+
+/// Refusals reported to `propose_detached` callbacks, as error texts.
+#[derive(Clone, Default)]
+struct Refusals(Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl Refusals {
+    /// A callback recording its refusal under `tag`.
+    fn callback(&self, tag: &str) -> retcd_raft::OnRefused {
+        let (refusals, tag) = (self.0.clone(), tag.to_string());
+        Box::new(move |e| refusals.lock().push(format!("{tag}: {e}")))
+    }
+
+    fn get(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+}
+
+#[test]
+fn detached_proposals_apply_and_report_only_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft, applied) = start_member(config(1, &[1], dir.path(), 0));
+    let refusals = Refusals::default();
+    for i in 0..50 {
+        raft.propose_detached(payload(i), refusals.callback(&format!("put-{i}")));
+    }
+    applied.wait_for(&payload(49));
+    assert_eq!(applied.data(), (0..50).map(payload).collect::<Vec<_>>());
+    assert_eq!(refusals.get(), Vec::<String>::new(), "accepted proposals");
+    raft.shutdown();
+    // Refused before it is queued: reported before the call returns.
+    raft.propose_detached(b"late".to_vec(), refusals.callback("late"));
+    assert_eq!(refusals.get(), vec!["late: raft: stopped".to_string()]);
+}
+
+#[test]
+fn detached_proposal_without_a_leader_is_refused_like_propose() {
+    let dir = tempfile::tempdir().unwrap();
+    // Member 2 never runs, so member 1 can never win an election.
+    let (raft, rx) = start(
+        config(1, &[1, 2], dir.path(), 0),
+        Arc::new(NoPeers),
+        Arc::new(NoData),
+    )
+    .unwrap();
+    let _applied = Applied::spawn(raft.clone(), rx);
+    let awaited = block_on(raft.propose(payload(0))).unwrap_err();
+    assert!(matches!(awaited, retcd_raft::Error::NoLeader), "{awaited}");
+    let refusals = Refusals::default();
+    raft.propose_detached(payload(1), refusals.callback("detached"));
+    wait_until("the refusal", || !refusals.get().is_empty());
+    assert_eq!(refusals.get(), vec![format!("detached: {awaited}")]);
+    raft.shutdown();
+}

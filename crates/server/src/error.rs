@@ -39,6 +39,9 @@ pub enum Error {
     /// The cluster has no leader.
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// Too many proposals wait on raft or the apply side.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     /// A sort order or target outside the enum.
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
@@ -69,6 +72,9 @@ impl Error {
                 // Clients retry Unavailable, so a keep-alive survives an election.
                 retcd_lease::Error::NotPrimary => Code::Unavailable,
             },
+            Error::Raft(retcd_raft::Error::TooManyRequests) | Error::TooManyRequests => {
+                Code::ResourceExhausted
+            }
             Error::Raft(_) | Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
             Error::Member(e) => e.code(),
             Error::EmptyKey
@@ -84,6 +90,8 @@ impl Error {
         match self {
             Error::Mvcc(e @ (M::Compacted | M::FutureRevision)) => format!("etcdserver: {e}"),
             Error::Raft(retcd_raft::Error::Timeout) => Error::Timeout.to_string(),
+            Error::Raft(retcd_raft::Error::TooManyRequests) => Error::TooManyRequests.to_string(),
+            Error::Raft(retcd_raft::Error::Stopped) => Error::Stopped.to_string(),
             Error::Raft(_) | Error::Lease(retcd_lease::Error::NotPrimary) => {
                 Error::NoLeader.to_string()
             }
@@ -195,6 +203,21 @@ mod tests {
             ),
             (
                 Error::Lease(retcd_lease::Error::NotPrimary),
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+            (
+                Error::Raft(retcd_raft::Error::TooManyRequests),
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                Error::Raft(retcd_raft::Error::Stopped),
+                Code::Unavailable,
+                "etcdserver: server stopped",
+            ),
+            (
+                Error::Raft(retcd_raft::Error::NoLeader),
                 Code::Unavailable,
                 "etcdserver: no leader",
             ),

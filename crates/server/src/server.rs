@@ -8,8 +8,9 @@
 //! thread has reached it; a serializable read goes straight to the store.
 //!
 //! Invariants:
-//! - A waiter is removed exactly once: by the applier (result delivered), or by
-//!   the proposer when it gives up (timeout, proposal dropped).
+//! - A waiter is removed exactly once: by the applier (result delivered), by
+//!   raft's refusal of the proposal (error delivered), or by the proposer when
+//!   it gives up (timeout).
 //! - Replayed entries after a restart have no waiters; their results are dropped.
 
 use std::collections::HashMap;
@@ -80,6 +81,14 @@ impl Waiters {
     /// Forgets the waiter for `id`, if still there.
     fn cancel(&self, id: u64) {
         self.pending.lock().remove(&id);
+    }
+
+    /// Fails the waiter for `id` with `err`, if still there.
+    fn fail(&self, id: u64, err: Error) {
+        let tx = self.pending.lock().remove(&id);
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(err));
+        }
     }
 
     /// Delivers results; ids nobody waits for are ignored.
@@ -185,10 +194,13 @@ impl EtcdServer {
             return Err(Error::RequestTooLarge);
         }
         let rx = self.waiters.register(id);
-        if let Err(e) = self.raft.propose(data).await {
-            self.waiters.cancel(id);
-            return Err(e.into());
-        }
+        // Not awaiting raft's verdict saves the request task a wake-up; a
+        // refusal reaches it through the waiter instead, as the same error.
+        let waiters = Arc::clone(&self.waiters);
+        self.raft.propose_detached(
+            data,
+            Box::new(move |e: retcd_raft::Error| waiters.fail(id, e.into())),
+        );
         self.wait_result(id, rx).await
     }
 
