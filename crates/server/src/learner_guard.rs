@@ -9,20 +9,22 @@
 //!
 //! A Range request is a unary call whose body is one gRPC frame; on a learner
 //! the guard reads it to see the `serializable` flag and hands the same bytes
-//! on. Off a learner the guard is one atomic load.
+//! on. Off a learner the caller (`crate::grpc_route`) skips the guard after
+//! one atomic load, so none of this runs on a voting member.
+//!
+//! Invariant: the guard only sees calls of the gRPC services registered on
+//! the client port; every other path is the gateway's.
 //!
 //! Caveat: the HTTP/JSON gateway is not guarded.
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::body::{Body, HttpBody};
+use axum::http::{Request, Response};
 use prost::Message as _;
 use retcd_api::etcdserverpb::RangeRequest;
 
-use crate::membership::{MemberError, RaftCluster};
+use crate::membership::MemberError;
 
 /// Calls a learner serves whatever their content.
 const ALWAYS_SERVED: &[&str] = &[
@@ -31,39 +33,38 @@ const ALWAYS_SERVED: &[&str] = &[
 ];
 /// The call a learner serves when serializable.
 const RANGE: &str = "/etcdserverpb.KV/Range";
-/// Path prefixes of etcd's gRPC services.
-const GRPC_SERVICES: &[&str] = &["/etcdserverpb.", "/v3lockpb.", "/v3electionpb."];
 /// Bytes of a gRPC frame header: compression flag and a `u32` length.
 const FRAME_HEADER_BYTES: usize = 5;
 /// Largest Range request body read to check it.
 const MAX_RANGE_BODY_BYTES: usize = 4 << 20;
 
-/// The middleware: passes `request` on unless this member is a learner and
-/// the call is not one a learner serves.
-pub async fn guard(
-    State(cluster): State<Arc<RaftCluster>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !cluster.is_local_learner() {
-        return next.run(request).await;
-    }
+/// Serves `request` on a learner: hands it to `call` when a learner serves
+/// it, and answers etcd's refusal otherwise.
+pub async fn serve_as_learner<B, F, Fut>(
+    request: Request<B>,
+    call: F,
+) -> Response<tonic::body::Body>
+where
+    B: HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<tonic::body::Body>>,
+{
     let path = request.uri().path();
-    if !GRPC_SERVICES.iter().any(|p| path.starts_with(p)) || ALWAYS_SERVED.contains(&path) {
-        return next.run(request).await;
+    if ALWAYS_SERVED.contains(&path) {
+        return call(request.map(Body::new)).await;
     }
     if path != RANGE {
         return refusal();
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_RANGE_BODY_BYTES).await else {
+    let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_RANGE_BODY_BYTES).await else {
         return refusal();
     };
     if !is_serializable_range(&bytes) {
         return refusal();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    call(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Whether `body` is one uncompressed gRPC frame holding a serializable RangeRequest.
@@ -78,12 +79,12 @@ fn is_serializable_range(body: &[u8]) -> bool {
 }
 
 /// etcd's refusal, as a trailers-only gRPC response.
-fn refusal() -> Response {
+fn refusal() -> Response<tonic::body::Body> {
     let status = tonic::Status::new(
         MemberError::NotSupportedForLearner.code(),
         MemberError::NotSupportedForLearner.to_string(),
     );
-    status.into_http::<Body>()
+    status.into_http()
 }
 
 #[cfg(test)]
@@ -111,5 +112,48 @@ mod tests {
         let mut compressed = frame(&req);
         compressed[0] = 1;
         assert!(!is_serializable_range(&compressed));
+    }
+
+    /// Runs `path` with `body` through the guard; returns the body the call
+    /// received, or `None` when the guard refused it.
+    async fn guarded(path: &str, body: Vec<u8>) -> Option<Vec<u8>> {
+        let request = Request::post(path).body(Body::from(body)).unwrap();
+        let seen = std::sync::Mutex::new(None);
+        let response = serve_as_learner(request, |request| async {
+            let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+            *seen.lock().unwrap() = Some(bytes.unwrap().to_vec());
+            Response::new(tonic::body::Body::empty())
+        })
+        .await;
+        let seen = seen.into_inner().unwrap();
+        if seen.is_none() {
+            let status = tonic::Status::from_header_map(response.headers()).unwrap();
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert_eq!(
+                status.message(),
+                "etcdserver: rpc not supported for learner"
+            );
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn learner_serves_only_reads_that_need_no_quorum() {
+        let mut range = RangeRequest {
+            key: b"foo".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(guarded(RANGE, frame(&range)).await, None);
+        range.serializable = true;
+        let body = frame(&range);
+        assert_eq!(guarded(RANGE, body.clone()).await, Some(body));
+        for path in ALWAYS_SERVED {
+            assert_eq!(guarded(path, vec![0; 5]).await, Some(vec![0; 5]));
+        }
+        assert_eq!(guarded("/etcdserverpb.KV/Put", vec![0; 5]).await, None);
+        assert_eq!(
+            guarded("/etcdserverpb.Lease/LeaseGrant", vec![0; 5]).await,
+            None
+        );
     }
 }

@@ -27,6 +27,7 @@ mod gateway_schema;
 pub mod gateway_stream;
 pub mod gateway_watch;
 pub mod grpc_compat;
+pub mod grpc_route;
 pub mod h2_authority;
 pub mod ids;
 pub mod learner_guard;

@@ -16,6 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::grpc_route::ClientService;
 use crate::h2_authority::AuthorityFix;
 
 /// Most concurrent HTTP/2 streams per connection (etcd's default).
@@ -24,7 +25,7 @@ const MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
 const ACCEPT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Serves `app` on `listener` until `stop` turns true, then drains connections.
-pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, app: ClientService, mut stop: watch::Receiver<bool>) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()

@@ -26,10 +26,11 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::apply::Applier;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addrs};
+use crate::grpc_route::{ClientService, GrpcServices};
 use crate::peer::PeerTransport;
 use crate::server::{EtcdServer, Waiters};
 use crate::snapshot::BackendSnapshots;
-use crate::{gateway, gateway_watch, grpc_compat, lease, listener, membership, metrics, peer};
+use crate::{gateway, gateway_watch, lease, listener, membership, metrics, peer};
 
 /// How long in-flight client connections may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -223,9 +224,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     Ok(())
 }
 
-/// gRPC services and the gateway on one router; gRPC paths fall through to
-/// tonic's UNIMPLEMENTED answer for services not registered yet.
-fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
+/// The client port's service: etcd's gRPC services served directly by tonic,
+/// everything else (gateway, health, metrics, version) by one axum router
+/// whose fallback answers gRPC calls of services not registered yet.
+fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService {
     let max_decode = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(KvService {
         server: server.clone(),
@@ -248,19 +250,16 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> axum::Router {
     let watch = WatchServer::new(watch)
         .max_decoding_message_size(max_decode)
         .max_encoding_message_size(usize::MAX);
-    let grpc = tonic::service::Routes::new(kv)
-        .add_service(lease)
-        .add_service(watch)
-        .add_service(cluster)
-        .add_service(maintenance)
-        .prepare()
-        .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(
-            server.cluster.clone(),
-            crate::learner_guard::guard,
-        ))
-        .layer(axum::middleware::map_response(grpc_compat::rewrite_errors));
-    grpc.merge(gateway::router(server))
+    let grpc = GrpcServices {
+        kv,
+        watch,
+        lease,
+        cluster,
+        maintenance,
+        membership: server.cluster.clone(),
+    };
+    let http = gateway::router(server)
         .merge(watch_gateway)
-        .fallback(gateway::fallback)
+        .fallback(gateway::fallback);
+    ClientService::new(grpc, http)
 }

@@ -5,6 +5,7 @@
 
 mod errors;
 mod kv;
+mod port;
 
 use etcd_client::Client;
 use retcd_tests::Server;
