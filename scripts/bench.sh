@@ -6,8 +6,16 @@
 # members) on free loopback ports
 # with a fresh data dir under the same filesystem and the same flags, and runs
 # the same etcd-bench workloads against it. Prints machine info and a markdown
-# table of requests/sec and p50/p99 latency with the retcd/etcd ratio; raw
-# reports (JSON) and server logs are kept in the results directory it names.
+# table of requests/sec, p50/p99 latency and CPU per request with the
+# retcd/etcd ratio; raw reports (JSON) and server logs are kept in the results
+# directory it names.
+#
+# CPU per request: the server's is the user+system time of its member
+# processes (/proc/<pid>/stat, summed over members) from just before etcd-bench
+# starts to just after it exits, divided by the requests asked for; the
+# client's is what etcd-bench reports of itself over the timed run. On a small
+# machine the two share the cores, so server CPU per request is the fairest
+# measure of a server's cost; requests/sec also depends on the client's.
 #
 # Usage: scripts/bench.sh
 #
@@ -107,6 +115,30 @@ json_num() {
   sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
 }
 
+# Clock ticks per second of /proc/<pid>/stat times.
+clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# User+system CPU ticks of the running members, summed; empty if any member's
+# /proc entry cannot be read. Fields are counted after the last ')' because the
+# process name may hold spaces: utime and stime are fields 14 and 15 of the
+# line, the 12th and 13th after the name.
+server_cpu_ticks() {
+  local pid line total=0
+  for pid in "${server_pids[@]}"; do
+    line=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+    line=${line##*) }
+    total=$(awk -v t="$total" '{ print t + $12 + $13 }' <<<"$line")
+  done
+  echo "$total"
+}
+
+# Server CPU µs per request from ticks $1 (before) and $2 (after) over $3
+# requests; empty when a reading is missing.
+server_cpu_us() {
+  [[ -n $1 && -n $2 ]] || return 0
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$clk_tck" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }'
+}
+
 # printf-formats number $2 with format $1, or prints n/a when it is empty.
 fmt() {
   if [[ -z $2 ]]; then echo "n/a"; else awk -v v="$2" -v f="$1" 'BEGIN { printf f, v }'; fi
@@ -170,7 +202,7 @@ start_server() {
 
 # Runs every workload against the server labelled $1 at $endpoint.
 run_workloads() {
-  local label=$1 entry id desc base args total out rc
+  local label=$1 entry id desc base args total out rc cpu_before cpu_after server_us server_ticks
   for entry in "${workloads[@]}"; do
     IFS='|' read -r id desc base args <<<"$entry"
     if [[ $id == range-l-1 ]]; then
@@ -181,6 +213,7 @@ run_workloads() {
     out=$run_dir/$label.$id.json
     log "$label: $desc, $total requests"
     rc=0
+    cpu_before=$(server_cpu_ticks)
     # shellcheck disable=SC2086 # args is a word list on purpose
     # In the background so a signal to this script is handled at once, not
     # after the run; cleanup stops it.
@@ -189,11 +222,18 @@ run_workloads() {
     bench_pid=$!
     wait "$bench_pid" || rc=$?
     bench_pid=""
+    cpu_after=$(server_cpu_ticks)
+    server_us=$(server_cpu_us "$cpu_before" "$cpu_after" "$total")
+    server_ticks=null
+    if [[ -n $cpu_before && -n $cpu_after ]]; then server_ticks=$((cpu_after - cpu_before)); fi
+    echo "{\"server_cpu_ticks\":$server_ticks,\"server_cpu_us_per_request\":${server_us:-null}}" \
+      >"$run_dir/$label.$id.server-cpu.json"
     if [[ $rc -ne 0 ]]; then
       log "$label: $id exited with status $rc (1: some requests failed, 124: timed out)"
     fi
     log "$label: $id: $(fmt '%.0f' "$(json_num "$out" requests_per_sec)") req/s," \
-      "p99 $(fmt '%.3f' "$(json_num "$out" p99)") ms, failed $(json_num "$out" failed)"
+      "p99 $(fmt '%.3f' "$(json_num "$out" p99)") ms, failed $(json_num "$out" failed)," \
+      "server CPU $(fmt '%.1f' "$server_us") µs/req, client CPU $(fmt '%.1f' "$(json_num "$out" client_cpu_us_per_request)") µs/req"
   done
 }
 
@@ -257,27 +297,28 @@ report() {
   echo
   echo "| workload | metric | etcd 3.4.23 | retcd | ratio |"
   echo "| --- | --- | ---: | ---: | ---: |"
-  local entry id desc base args e r metric key format
+  local entry id desc base args metric key format file ev rv
   for entry in "${workloads[@]}"; do
     IFS='|' read -r id desc base args <<<"$entry"
-    e=$run_dir/etcd.$id.json
-    r=$run_dir/retcd.$id.json
-    for metric in "req/s|requests_per_sec|%.0f" "p50 ms|p50|%.3f" "p99 ms|p99|%.3f"; do
-      IFS='|' read -r metric key format <<<"$metric"
-      local ev rv
-      ev=$(json_num "$e" "$key")
-      rv=$(json_num "$r" "$key")
+    for metric in "req/s|requests_per_sec|%.0f|json" "p50 ms|p50|%.3f|json" "p99 ms|p99|%.3f|json" \
+      "server CPU µs/req|server_cpu_us_per_request|%.1f|server-cpu.json" \
+      "client CPU µs/req|client_cpu_us_per_request|%.1f|json"; do
+      IFS='|' read -r metric key format file <<<"$metric"
+      ev=$(json_num "$run_dir/etcd.$id.$file" "$key")
+      rv=$(json_num "$run_dir/retcd.$id.$file" "$key")
       echo "| $desc | $metric | $(fmt "$format" "$ev") | $(fmt "$format" "$rv") | $(ratio "$ev" "$rv") |"
       desc=""
     done
-    ev=$(json_num "$e" failed)
-    rv=$(json_num "$r" failed)
+    ev=$(json_num "$run_dir/etcd.$id.json" failed)
+    rv=$(json_num "$run_dir/retcd.$id.json" failed)
     if [[ ${ev:-x} != 0 || ${rv:-x} != 0 ]]; then
       echo "| | failed | ${ev:-n/a} | ${rv:-n/a} | |"
     fi
   done
   echo
-  echo "ratio = retcd / etcd: above 1 is better for req/s, below 1 is better for latency."
+  echo "ratio = retcd / etcd: above 1 is better for req/s, below 1 is better for latency and CPU."
+  echo "server CPU µs/req: user+system time of the server's member processes over the run, per request"
+  echo "(the server's cost); client CPU µs/req: etcd-bench's own, the same client for both servers."
   echo "Raw reports and server logs: $run_dir"
 }
 

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cpu;
+
 /// The percentiles of the latency distribution, in the order they are shown.
 pub const PERCENTILES: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
 
@@ -59,6 +61,9 @@ pub struct Outcome {
     pub latencies_ns: Vec<u64>,
     /// Failed requests, counted per distinct error text.
     pub errors: BTreeMap<String, u64>,
+    /// CPU time (user plus system) the benchmark process used over the run;
+    /// `None` where it cannot be read.
+    pub client_cpu: Option<Duration>,
 }
 
 /// Latency statistics of the successful requests, in milliseconds.
@@ -98,6 +103,11 @@ pub struct Report {
     pub histogram: Vec<(f64, u64)>,
     /// Failed requests per error text.
     pub errors: BTreeMap<String, u64>,
+    /// CPU seconds (user plus system) the benchmark client used over the
+    /// run; `null` where it cannot be read.
+    pub client_cpu_secs: Option<f64>,
+    /// Client CPU microseconds per request issued (succeeded or failed).
+    pub client_cpu_us_per_request: Option<f64>,
 }
 
 impl Report {
@@ -112,10 +122,11 @@ impl Report {
         } else {
             0.0
         };
+        let failed = outcome.errors.values().sum();
         Report {
             setup,
             succeeded,
-            failed: outcome.errors.values().sum(),
+            failed,
             total_secs,
             requests_per_sec,
             latency: latency_stats(sorted),
@@ -124,6 +135,10 @@ impl Report {
                 .map(|(bound_ns, count)| (bound_ns as f64 / NANOS_PER_MILLI, count))
                 .collect(),
             errors: outcome.errors,
+            client_cpu_secs: outcome.client_cpu.map(|cpu| cpu.as_secs_f64()),
+            client_cpu_us_per_request: outcome
+                .client_cpu
+                .and_then(|cpu| cpu::micros_per_request(cpu, succeeded + failed)),
         }
     }
 
@@ -146,6 +161,14 @@ impl Report {
             writeln!(out, "  Stddev:\t{:.4} ms.", latency.stddev_ms)?;
         }
         writeln!(out, "  Requests/sec:\t{:.4}", self.requests_per_sec)?;
+        if let (Some(secs), Some(per_request)) =
+            (self.client_cpu_secs, self.client_cpu_us_per_request)
+        {
+            writeln!(
+                out,
+                "  Client CPU:\t{secs:.2} secs ({per_request:.1} µs/request)."
+            )?;
+        }
 
         if !self.histogram.is_empty() {
             writeln!(out, "\nResponse time histogram (ms):")?;
@@ -321,6 +344,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             latencies_ns: vec![3_000_000, 1_000_000],
             errors: BTreeMap::from([("Unavailable: boom".to_string(), 1)]),
+            client_cpu: Some(Duration::from_millis(30)),
         };
         let json = serde_json::to_value(Report::new(setup, outcome)).unwrap();
         assert_eq!(json["workload"], "put");
@@ -330,5 +354,39 @@ mod tests {
         assert_eq!(json["latency"]["percentiles_ms"]["p50"], 1.0);
         assert_eq!(json["latency"]["percentiles_ms"]["p99.9"], 3.0);
         assert!(json.get("histogram").is_none());
+        assert_eq!(json["client_cpu_secs"], 0.03);
+        assert_eq!(
+            json["client_cpu_us_per_request"], 10_000.0,
+            "30 ms over 3 requests, failed ones included"
+        );
+    }
+
+    #[test]
+    fn client_cpu_in_text_only_when_known() {
+        let setup = Setup {
+            workload: "put".into(),
+            endpoints: vec![],
+            conns: 1,
+            clients: 1,
+            total: 4,
+        };
+        let outcome = |client_cpu| Outcome {
+            elapsed: Duration::from_secs(1),
+            latencies_ns: vec![1_000_000; 4],
+            errors: BTreeMap::new(),
+            client_cpu,
+        };
+        let known = Report::new(setup.clone(), outcome(Some(Duration::from_millis(10))));
+        assert!(
+            known
+                .to_text()
+                .contains("Client CPU:\t0.01 secs (2500.0 µs/request)."),
+            "{}",
+            known.to_text()
+        );
+        let unknown = Report::new(setup, outcome(None));
+        assert!(!unknown.to_text().contains("Client CPU"));
+        let json = serde_json::to_value(&unknown).unwrap();
+        assert!(json["client_cpu_us_per_request"].is_null());
     }
 }

@@ -22,7 +22,8 @@ use retcd_api::etcdserverpb::watch_client::WatchClient;
 use retcd_api::etcdserverpb::watch_request::RequestUnion;
 use retcd_api::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
+
+use crate::conn::Connection;
 
 /// The key every watcher watches.
 const WATCH_KEY: &[u8] = b"watch-latency";
@@ -50,9 +51,9 @@ pub struct WatchReport {
     pub events_per_sec: f64,
 }
 
-/// Runs the benchmark over `channels`.
+/// Runs the benchmark over `connections`.
 pub async fn run(
-    channels: Vec<Channel>,
+    connections: Vec<Connection>,
     watchers: usize,
     streams: usize,
     puts: u64,
@@ -69,7 +70,7 @@ pub async fn run(
         if n == 0 {
             continue;
         }
-        let channel = channels[s % channels.len()].clone();
+        let connection = &connections[s % connections.len()];
         let (req_tx, req_rx) = mpsc::channel::<WatchRequest>(n.max(1));
         for _ in 0..n {
             req_tx
@@ -81,7 +82,8 @@ pub async fn run(
                 })
                 .await?;
         }
-        let mut client = WatchClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let mut client = WatchClient::with_origin(connection.clone(), connection.origin())
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let mut responses = client
             .watch(tokio_stream::wrappers::ReceiverStream::new(req_rx))
             .await
@@ -114,7 +116,7 @@ pub async fn run(
         }));
     }
     drop(lat_tx);
-    let mut kv = KvClient::new(channels[0].clone());
+    let mut kv = KvClient::with_origin(connections[0].clone(), connections[0].origin());
     let first_put = Instant::now();
     for _ in 0..puts {
         let sent = start.elapsed().as_nanos() as u64;

@@ -29,7 +29,8 @@ use retcd_api::etcdserverpb::{
     PutRequest, RangeRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
 };
 use tonic::Status;
-use tonic::transport::Channel;
+
+use crate::conn::Connection;
 
 /// Largest number of operations one `txn-put` transaction may carry; etcd's
 /// own `--max-txn-ops` default is 128, so more would only measure rejections.
@@ -244,7 +245,7 @@ pub enum Op {
 impl Op {
     /// Sends the request and waits for the whole response; the response body
     /// is decoded (as any client would) and dropped.
-    pub async fn send(self, kv: &mut KvClient<Channel>) -> Result<(), Status> {
+    pub async fn send(self, kv: &mut KvClient<Connection>) -> Result<(), Status> {
         match self {
             Op::Put(request) => kv.put(request).await.map(drop),
             Op::Range(request) => kv.range(request).await.map(drop),
