@@ -41,6 +41,7 @@ pub mod peer_snapshot;
 pub mod serve;
 pub mod server;
 pub mod snapshot;
+pub mod write_coalesce;
 
 pub use config::{Config, Flags};
 pub use serve::run;

@@ -5,7 +5,8 @@
 //! etcd allows `u32::MAX`, and clients that open one watch stream per watcher
 //! (thousands on one connection) depend on it, so the cap is lifted here.
 //! Every connection reads through [`AuthorityFix`], which repairs the
-//! `http://host:port` authorities older grpc-go clients send.
+//! `http://host:port` authorities older grpc-go clients send, and writes
+//! through [`Coalesce`], which lets responses ready together share a write.
 //! Shutdown stops accepting, asks every connection to finish gracefully, and
 //! leaves the caller to bound how long that may take.
 
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::grpc_route::ClientService;
 use crate::h2_authority::AuthorityFix;
+use crate::write_coalesce::Coalesce;
 
 /// Most concurrent HTTP/2 streams per connection (etcd's default).
 const MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
@@ -49,7 +51,7 @@ pub async fn serve(listener: TcpListener, app: ClientService, mut stop: watch::R
                 let _ = tcp.set_nodelay(true);
                 let service = TowerToHyperService::new(app.clone());
                 let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(AuthorityFix::new(tcp)), service)
+                    .serve_connection_with_upgrades(TokioIo::new(AuthorityFix::new(Coalesce::new(tcp))), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
