@@ -17,9 +17,10 @@
 //! `consistent_index` in the same prefix tells raft where to replay from.
 //!
 //! Readers get the overlay and a redb read transaction as one pair, taken
-//! under the overlay lock; writing the overlay to redb commits and empties
-//! the overlay under the same lock, so a pair never holds a row twice or
-//! misses one.
+//! under the overlay lock; writing the overlay to redb commits and removes
+//! the written part from the overlay under the same lock, so a pair never
+//! holds a row twice or misses one. Appends only take the overlay lock, so
+//! a flush on another thread (`Store::sync`) never stalls the writer.
 //!
 //! Physical compaction ([`Backend::compact_chunk`]) removes rows in bounded
 //! chunks, each its own short write transaction, and records
@@ -103,8 +104,9 @@ pub(crate) struct Backend {
     path: PathBuf,
     /// Committed changes redb does not hold yet; replaced, never mutated.
     overlay: Mutex<Arc<Overlay>>,
-    /// Serializes changes to the overlay and to redb's contents.
-    writing: Mutex<()>,
+    /// Serializes writes to redb (flushes, compaction chunks, installs);
+    /// appends to the overlay never wait for it.
+    flushing: Mutex<()>,
 }
 
 impl Backend {
@@ -121,7 +123,7 @@ impl Backend {
             db,
             path: path.to_path_buf(),
             overlay: Mutex::new(Arc::new(Overlay::default())),
-            writing: Mutex::new(()),
+            flushing: Mutex::new(()),
         })
     }
 
@@ -178,7 +180,6 @@ impl Backend {
     /// at once; true when the overlay outgrew its bounds and should be
     /// [flushed](Self::flush).
     pub fn append(&self, c: Commit) -> bool {
-        let _writing = self.writing.lock();
         let mut overlay = self.overlay.lock();
         let next = overlay.with(c.rows, c.consistent, c.scheduled_compact, c.server_meta);
         let full = next.rows() > OVERLAY_MAX_ROWS || next.bytes() > OVERLAY_MAX_BYTES;
@@ -186,18 +187,25 @@ impl Backend {
         full
     }
 
-    /// Writes the overlay to redb in one transaction and empties it; then,
-    /// if `durable`, makes every commit so far durable.
+    /// Writes the overlay as of the call to redb in one transaction and
+    /// removes it from the overlay; then, if `durable`, makes every commit so
+    /// far durable. Appends may go on meanwhile, from any thread; what they
+    /// add stays in the overlay.
     pub fn flush(&self, durable: bool) -> Result<()> {
-        let _writing = self.writing.lock();
-        let overlay = self.overlay.lock().clone();
-        if !overlay.is_empty() {
+        let _flushing = self.flushing.lock();
+        self.flush_locked(durable)
+    }
+
+    /// [`flush`](Self::flush), for a caller holding `flushing`.
+    fn flush_locked(&self, durable: bool) -> Result<()> {
+        let flushed = self.overlay.lock().clone();
+        if !flushed.is_empty() {
             let txn = self.begin_write(false)?;
-            write_overlay(&overlay, &txn)?;
+            write_overlay(&flushed, &txn)?;
             // Readers pair the overlay with a redb state under this lock.
             let mut current = self.overlay.lock();
             txn.commit()?;
-            *current = Arc::new(Overlay::default());
+            *current = Arc::new(current.without(&flushed));
         }
         if durable {
             self.begin_write(true)?.commit()?;
@@ -218,8 +226,8 @@ impl Backend {
         mut keep: impl FnMut(&RevKey, &[u8]) -> Result<bool>,
     ) -> Result<(Option<RevKey>, Vec<usize>)> {
         // The rows to look at may still be in the overlay.
-        self.flush(false)?;
-        let _writing = self.writing.lock();
+        let _flushing = self.flushing.lock();
+        self.flush_locked(false)?;
         let txn = self.begin_write(false)?;
         let end = first_key_of(target + 1);
         let mut next = None;
@@ -280,8 +288,8 @@ impl Backend {
         let meta = read_meta(&source.open_table(META)?)?;
         // What the overlay holds goes first, so the metadata kept below is
         // read as committed.
-        self.flush(false)?;
-        let _writing = self.writing.lock();
+        let _flushing = self.flushing.lock();
+        self.flush_locked(false)?;
         let txn = self.begin_write(true)?;
         let kept = {
             let table = txn.open_table(SERVER_META)?;
@@ -304,7 +312,8 @@ impl Backend {
                 };
             }
         }
-        // The overlay is empty (flushed above, and writers wait on `writing`).
+        // The overlay is empty: flushed above, and the caller holds the
+        // store's writer lock, so nothing was appended since.
         let _readers = self.overlay.lock();
         txn.commit()?;
         Ok(meta)

@@ -96,6 +96,27 @@ impl Overlay {
         next
     }
 
+    /// This overlay without `flushed`, an earlier state of it (every chunk
+    /// and operation `flushed` holds comes first here, unchanged).
+    pub fn without(&self, flushed: &Overlay) -> Overlay {
+        let (chunks, ops) = (flushed.chunks.len(), flushed.meta_ops.len());
+        debug_assert!(
+            self.chunks[..chunks]
+                .iter()
+                .zip(&flushed.chunks)
+                .all(|(a, b)| Arc::ptr_eq(a, b)),
+            "a flushed overlay is a prefix of the current one"
+        );
+        Overlay {
+            chunks: self.chunks[chunks..].to_vec(),
+            meta_ops: self.meta_ops[ops..].to_vec(),
+            consistent: newer(self.consistent, flushed.consistent),
+            scheduled_compact: newer(self.scheduled_compact, flushed.scheduled_compact),
+            rows: self.rows - flushed.rows,
+            bytes: self.bytes - flushed.bytes,
+        }
+    }
+
     /// The newest row key held.
     fn last_key(&self) -> Option<&RevKey> {
         self.chunks.last().and_then(|c| c.last()).map(|(k, _)| k)
@@ -182,6 +203,12 @@ impl Overlay {
     }
 }
 
+/// `now` unless it equals `then`: the counters only grow, so a value
+/// unchanged since a flush was flushed.
+fn newer<T: PartialEq>(now: Option<T>, then: Option<T>) -> Option<T> {
+    if now == then { None } else { now }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +257,27 @@ mod tests {
                 .with(vec![], None, Some(4), vec![])
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn removing_a_flushed_prefix_keeps_what_came_after() {
+        let flushed = Overlay::default().with(
+            rows(&[2]),
+            Some((5, 1)),
+            Some(1),
+            vec![(b"a".to_vec(), None)],
+        );
+        let both = flushed.with(rows(&[3, 4]), None, None, vec![]);
+        let rest = both.without(&flushed);
+        assert_eq!(rest.rows(), 2);
+        assert_eq!(rest.get(&key(2)), None);
+        assert_eq!(rest.get(&key(4)), Some(&[4u8][..]));
+        assert_eq!(rest.consistent(), None, "unchanged since the flush");
+        assert_eq!(rest.scheduled_compact(), None);
+        assert_eq!(rest.meta_get(b"a"), None);
+        let newer = both.with(vec![], Some((6, 1)), None, vec![]);
+        assert_eq!(newer.without(&flushed).consistent(), Some((6, 1)));
+        assert!(flushed.without(&flushed).is_empty());
     }
 
     #[test]

@@ -128,6 +128,17 @@ fn scans_racing_flushes_see_every_row_once_in_order() {
             done.store(true, Ordering::Release);
         })
     };
+    // Another thread flushes too, racing the writer's appends and flushes.
+    let flusher = {
+        let (backend, done) = (backend.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !done.load(Ordering::Acquire) {
+                backend.flush(n.is_multiple_of(5)).unwrap();
+                n += 1;
+            }
+        })
+    };
     let mut scans = 0;
     while !done.load(Ordering::Acquire) || scans == 0 {
         let keys = scanned(&backend);
@@ -138,7 +149,16 @@ fn scans_racing_flushes_see_every_row_once_in_order() {
         scans += 1;
     }
     writer.join().unwrap();
+    flusher.join().unwrap();
     assert_eq!(scanned(&backend).len(), 1998);
+    assert_eq!(backend.meta().unwrap().consistent_index, 1999);
+    // Everything reached redb: a crash now loses nothing.
+    backend.flush(true).unwrap();
+    let path = dir.path().join("db");
+    drop(backend);
+    let reopened = Backend::open(&path).unwrap();
+    assert_eq!(scanned(&reopened).len(), 1998);
+    assert_eq!(reopened.meta().unwrap().consistent_index, 1999);
 }
 
 #[test]

@@ -173,6 +173,13 @@ impl Store {
         Ok(WriteBatch::new(&self.shared, writer, snapshot))
     }
 
+    /// Writes everything committed so far to redb and fsyncs it. Safe on any
+    /// thread while a [`WriteBatch`] is open: the batch's commit goes on into
+    /// the overlay and is left for the next sync.
+    pub fn sync(&self) -> Result<()> {
+        self.shared.backend.sync()
+    }
+
     /// Blocks until the rows compaction `rev` made unreachable are removed.
     pub fn wait_compaction_done(&self, rev: i64) {
         self.shared.compaction.wait_done(rev);

@@ -4,10 +4,11 @@
 //! Entries arrive in batches; one write batch covers everything that is
 //! queued when the thread wakes (bounded by `MAX_BATCH_ENTRIES`). Commits are
 //! non-durable (they land in the store's in-memory overlay: the raft log
-//! already holds the entries) except every `DURABLE_INTERVAL` or
-//! `DURABLE_ENTRIES`, and after an idle interval, when one durable commit
-//! writes everything to redb and fsyncs. Only then is raft told it may
-//! compact its log up to that index.
+//! already holds the entries). Every `DURABLE_INTERVAL` or
+//! `DURABLE_ENTRIES`, and after an idle interval, the backend flusher
+//! (`crate::backend_flush`) writes everything to redb and fsyncs, on its own
+//! thread; only then is raft told it may compact its log up to that index.
+//! A batch that changes the member list is committed durably right here.
 //!
 //! Invariants:
 //! - An entry at or below the store's `consistent_index` was applied before a
@@ -30,6 +31,7 @@ use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
 use tokio::sync::watch;
 
+use crate::backend_flush::BackendFlusher;
 use crate::lease::{self, SharedLessor};
 use crate::membership::RaftCluster;
 use crate::metrics;
@@ -80,6 +82,7 @@ impl Applier {
 
     /// The loop: wait for entries, apply a batch, commit, wake proposers.
     fn run(self, entries: Receiver<Apply>) -> anyhow::Result<()> {
+        let flusher = BackendFlusher::spawn(self.store.clone(), self.raft.clone())?;
         let mut last_durable = Instant::now();
         let mut since_durable: u64 = 0;
         // A snapshot that arrived behind a batch's entries: installed next.
@@ -117,30 +120,28 @@ impl Applier {
                 }
             }
             since_durable += applied as u64;
-            let durable = out.membership_changed
-                || since_durable > 0
-                    && (last_durable.elapsed() >= DURABLE_INTERVAL
-                        || since_durable >= DURABLE_ENTRIES);
-            if applied == 0 && !durable {
+            let flush = since_durable > 0
+                && (last_durable.elapsed() >= DURABLE_INTERVAL || since_durable >= DURABLE_ENTRIES);
+            if applied == 0 && !flush {
                 continue;
             }
-            // Only a durable commit writes redb (etcd's metric times its
-            // backend's commits, not its in-memory batches).
-            let commit_timer = durable.then(|| metrics::BACKEND_COMMIT_SECONDS.start_timer());
-            batch.commit(durable)?;
-            if let Some(timer) = commit_timer {
-                timer.observe_duration();
-            }
+            // A membership change is durable before anyone hears of it; the
+            // periodic flush runs on the flusher thread, off this one.
+            batch.commit(out.membership_changed)?;
             let index = self.store.consistent_index();
-            if durable {
+            if out.membership_changed {
+                self.raft.report_durable_applied(index);
+            }
+            if flush {
                 last_durable = Instant::now();
                 since_durable = 0;
-                self.raft.report_durable_applied(index);
+                flusher.request();
             }
             metrics::PROPOSALS_APPLIED.set(index as i64);
             self.applied.send_replace(index);
             self.publish(out);
         }
+        drop(flusher);
         let batch = self.store.write()?;
         batch.commit(true)?;
         self.raft

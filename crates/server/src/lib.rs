@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backend_flush;
 pub mod config;
 pub mod error;
 pub mod fault;
