@@ -162,10 +162,24 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ClientFuture {
-        let Some(service) = GrpcService::of_path(request.uri().path()) else {
-            return ClientFuture::Http(Box::pin(self.routes.http.clone().call(request)));
-        };
         let grpc = &self.routes.grpc;
+        let Some(service) = GrpcService::of_path(request.uri().path()) else {
+            let mut http = self.routes.http.clone();
+            if !grpc.membership.is_local_learner() {
+                return ClientFuture::Http(Box::pin(http.call(request)));
+            }
+            return ClientFuture::Learner(Box::pin(async move {
+                let response =
+                    learner_guard::serve_gateway_as_learner(request, |request| async move {
+                        match http.call(request).await {
+                            Ok(response) => response.map(tonic::body::Body::new),
+                            Err(never) => match never {},
+                        }
+                    })
+                    .await;
+                Ok(response)
+            }));
+        };
         if !grpc.membership.is_local_learner() {
             return ClientFuture::Grpc(grpc.call(service, request));
         }
@@ -190,6 +204,8 @@ pub enum ClientFuture {
     /// Anything the axum router serves (boxed: axum's future is several
     /// times the size of the gRPC variant, which every gRPC call would carry).
     Http(Pin<Box<RouteFuture<Infallible>>>),
+    /// A gateway request on a learner, through `learner_guard`.
+    Learner(BoxFuture<ClientResponse, Infallible>),
 }
 
 impl Future for ClientFuture {
@@ -202,6 +218,7 @@ impl Future for ClientFuture {
                 .as_mut()
                 .poll(cx)
                 .map_ok(|response| response.map(tonic::body::Body::new)),
+            ClientFuture::Learner(call) => call.as_mut().poll(cx),
         }
     }
 }

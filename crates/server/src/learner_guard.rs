@@ -12,10 +12,17 @@
 //! on. Off a learner the caller (`crate::grpc_route`) skips the guard after
 //! one atomic load, so none of this runs on a voting member.
 //!
-//! Invariant: the guard only sees calls of the gRPC services registered on
-//! the client port; every other path is the gateway's.
+//! The HTTP/JSON gateway answers the same on a learner as etcd's, whose
+//! gateway calls its own gRPC server: `/maintenance/status`,
+//! `/maintenance/snapshot` and serializable `/kv/range` (under every gateway
+//! prefix) are served; every other gateway API path gets the refusal as
+//! grpc-gateway writes it (HTTP 503, code 14). A body the gateway cannot
+//! decode still gets its usual 400, as it would before any gRPC call.
+//! `/health`, `/version` and `/metrics` are not gRPC calls and always pass.
 //!
-//! Caveat: the HTTP/JSON gateway is not guarded.
+//! Invariant: [`serve_as_learner`] only sees calls of the gRPC services
+//! registered on the client port, [`serve_gateway_as_learner`] everything
+//! else.
 
 use std::future::Future;
 
@@ -33,6 +40,10 @@ const ALWAYS_SERVED: &[&str] = &[
 ];
 /// The call a learner serves when serializable.
 const RANGE: &str = "/etcdserverpb.KV/Range";
+/// Gateway paths (after the prefix) a learner serves whatever their content.
+const GATEWAY_ALWAYS_SERVED: &[&str] = &["/maintenance/status", "/maintenance/snapshot"];
+/// The gateway path a learner serves when the request is serializable.
+const GATEWAY_RANGE: &str = "/kv/range";
 /// Bytes of a gRPC frame header: compression flag and a `u32` length.
 const FRAME_HEADER_BYTES: usize = 5;
 /// Largest Range request body read to check it.
@@ -67,6 +78,44 @@ where
     call(Request::from_parts(parts, Body::from(bytes))).await
 }
 
+/// Serves a gateway request on a learner: hands it to `call` unless it is a
+/// gateway API call a learner does not serve, which gets etcd's refusal.
+pub async fn serve_gateway_as_learner<B, F, Fut>(
+    request: Request<B>,
+    call: F,
+) -> Response<tonic::body::Body>
+where
+    B: HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<tonic::body::Body>>,
+{
+    let path = request.uri().path();
+    let api_call = crate::gateway::PREFIXES.iter().find_map(|prefix| {
+        path.strip_prefix(prefix)
+            .filter(|rest| rest.starts_with('/'))
+    });
+    let Some(rest) = api_call else {
+        return call(request.map(Body::new)).await;
+    };
+    if GATEWAY_ALWAYS_SERVED.contains(&rest) {
+        return call(request.map(Body::new)).await;
+    }
+    if rest != GATEWAY_RANGE {
+        return gateway_refusal();
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(Body::new(body), 2 * MAX_RANGE_BODY_BYTES).await else {
+        return gateway_refusal();
+    };
+    let refused = crate::gateway_decode::decode_request::<RangeRequest>(&bytes)
+        .is_ok_and(|req| !req.serializable);
+    if refused {
+        return gateway_refusal();
+    }
+    call(Request::from_parts(parts, Body::from(bytes))).await
+}
+
 /// Whether `body` is one uncompressed gRPC frame holding a serializable RangeRequest.
 fn is_serializable_range(body: &[u8]) -> bool {
     if body.len() < FRAME_HEADER_BYTES || body[0] != 0 {
@@ -85,6 +134,12 @@ fn refusal() -> Response<tonic::body::Body> {
         MemberError::NotSupportedForLearner.to_string(),
     );
     status.into_http()
+}
+
+/// etcd's refusal, as its gateway writes a gRPC error.
+fn gateway_refusal() -> Response<tonic::body::Body> {
+    let e = MemberError::NotSupportedForLearner;
+    crate::gateway::error_response(e.code(), &e.to_string()).map(tonic::body::Body::new)
 }
 
 #[cfg(test)]
@@ -155,5 +210,76 @@ mod tests {
             guarded("/etcdserverpb.Lease/LeaseGrant", vec![0; 5]).await,
             None
         );
+    }
+
+    /// What `serve_gateway_as_learner` does with a POST of `body` to `path`:
+    /// the body handed on, or None after checking the refusal.
+    async fn gateway_guarded(path: &str, body: &str) -> Option<String> {
+        let request = Request::post(path)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let seen = std::sync::Mutex::new(None);
+        let response = serve_gateway_as_learner(request, |request| async {
+            let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+            *seen.lock().unwrap() = Some(String::from_utf8(bytes.unwrap().to_vec()).unwrap());
+            Response::new(tonic::body::Body::empty())
+        })
+        .await;
+        let seen = seen.into_inner().unwrap();
+        if seen.is_none() {
+            assert_eq!(response.status(), 503, "{path}");
+            let bytes = axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(
+                std::str::from_utf8(&bytes).unwrap(),
+                r#"{"error":"etcdserver: rpc not supported for learner","message":"etcdserver: rpc not supported for learner","code":14}"#
+            );
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_gateway_on_a_learner_serves_what_grpc_does() {
+        let serializable = r#"{"key":"Zm9v","serializable":true}"#;
+        for prefix in ["/v3", "/v3beta", "/v3alpha"] {
+            let path = format!("{prefix}/kv/range");
+            assert_eq!(
+                gateway_guarded(&path, serializable).await.as_deref(),
+                Some(serializable),
+                "{path}"
+            );
+            assert_eq!(gateway_guarded(&path, r#"{"key":"Zm9v"}"#).await, None);
+            for refused in [
+                "/kv/put",
+                "/kv/txn",
+                "/lease/grant",
+                "/watch",
+                "/cluster/member/list",
+            ] {
+                assert_eq!(
+                    gateway_guarded(&format!("{prefix}{refused}"), "{}").await,
+                    None
+                );
+            }
+            for served in ["/maintenance/status", "/maintenance/snapshot"] {
+                let path = format!("{prefix}{served}");
+                assert_eq!(gateway_guarded(&path, "{}").await.as_deref(), Some("{}"));
+            }
+        }
+        // A body the gateway cannot decode gets its own 400 from the handler.
+        assert_eq!(
+            gateway_guarded("/v3/kv/range", "{").await.as_deref(),
+            Some("{")
+        );
+        for not_grpc in [
+            "/health",
+            "/version",
+            "/metrics",
+            "/v3betax/kv/put",
+            "/nope",
+        ] {
+            assert_eq!(gateway_guarded(not_grpc, "x").await.as_deref(), Some("x"));
+        }
     }
 }

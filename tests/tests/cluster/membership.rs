@@ -599,6 +599,7 @@ fn learner_script(flavour: Flavour) -> Vec<String> {
         "member list on the learner",
         &ctl(&cluster, new, &["member", "list"]),
     ));
+    lines.extend(learner_gateway_lines(cluster.member(new).client_port()));
     let listed = retry(
         || ctl(&cluster, 0, &["member", "list"]),
         |out| out.stdout.contains(", started, m3, "),
@@ -629,6 +630,36 @@ fn learner_script(flavour: Flavour) -> Vec<String> {
         &ctl(&cluster, new, &["put", "k", "v"]),
     ));
     lines
+}
+
+/// What the HTTP/JSON gateway of a learner answers to calls it serves and
+/// calls it refuses: the status, and the body of refusals (a served call's
+/// body carries member-specific header fields).
+fn learner_gateway_lines(port: u16) -> Vec<String> {
+    let calls = [
+        ("/v3/kv/put", r#"{"key":"aw==","value":"dg=="}"#),
+        ("/v3/kv/range", r#"{"key":"YmVmb3JlLWpvaW4="}"#),
+        (
+            "/v3/kv/range",
+            r#"{"key":"YmVmb3JlLWpvaW4=","serializable":true}"#,
+        ),
+        ("/v3/kv/range", r#"{"key":"#),
+        ("/v3/lease/grant", r#"{"TTL":"60"}"#),
+        ("/v3/maintenance/status", "{}"),
+        ("/v3/cluster/member/list", "{}"),
+    ];
+    calls
+        .iter()
+        .map(|(path, body)| {
+            let response = retcd_tests::http::post(port, path, body.as_bytes())
+                .unwrap_or_else(|e| panic!("POST {path}: {e:#}"));
+            let shown = match response.status {
+                200 => String::new(),
+                _ => String::from_utf8_lossy(&response.body).trim().to_string(),
+            };
+            format!("gateway {path} {body}: {} {shown}", response.status)
+        })
+        .collect()
 }
 
 #[test]
