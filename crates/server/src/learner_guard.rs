@@ -68,14 +68,14 @@ where
     if path != RANGE {
         return refusal();
     }
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_RANGE_BODY_BYTES).await else {
-        return refusal();
-    };
-    if !is_serializable_range(&bytes) {
-        return refusal();
-    }
-    call(Request::from_parts(parts, Body::from(bytes))).await
+    serve_range(
+        request,
+        call,
+        MAX_RANGE_BODY_BYTES,
+        is_serializable_range,
+        refusal,
+    )
+    .await
 }
 
 /// Serves a gateway request on a learner: hands it to `call` unless it is a
@@ -104,14 +104,43 @@ where
     if rest != GATEWAY_RANGE {
         return gateway_refusal();
     }
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(Body::new(body), 2 * MAX_RANGE_BODY_BYTES).await else {
-        return gateway_refusal();
+    // JSON carries the key as base64, plus syntax. A body the gateway cannot
+    // decode goes on to get the gateway's own 400.
+    let serializable = |body: &[u8]| {
+        crate::gateway_decode::decode_request::<RangeRequest>(body)
+            .map_or(true, |req| req.serializable)
     };
-    let refused = crate::gateway_decode::decode_request::<RangeRequest>(&bytes)
-        .is_ok_and(|req| !req.serializable);
-    if refused {
-        return gateway_refusal();
+    serve_range(
+        request,
+        call,
+        2 * MAX_RANGE_BODY_BYTES,
+        serializable,
+        gateway_refusal,
+    )
+    .await
+}
+
+/// Reads a range call's body (at most `max_body` bytes) and hands it on
+/// unchanged to `call` if `serializable` says so; `refusal` otherwise.
+async fn serve_range<B, F, Fut>(
+    request: Request<B>,
+    call: F,
+    max_body: usize,
+    serializable: fn(&[u8]) -> bool,
+    refusal: fn() -> Response<tonic::body::Body>,
+) -> Response<tonic::body::Body>
+where
+    B: HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<tonic::body::Body>>,
+{
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(Body::new(body), max_body).await else {
+        return refusal();
+    };
+    if !serializable(&bytes) {
+        return refusal();
     }
     call(Request::from_parts(parts, Body::from(bytes))).await
 }
