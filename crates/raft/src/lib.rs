@@ -39,6 +39,7 @@
 //! before the backend has installed it, the backend restarts behind the snapshot
 //! point (logged as a warning) and needs a fresh snapshot from the leader.
 
+mod apply_queue;
 mod conf;
 mod entry_cache;
 mod error;
@@ -59,6 +60,7 @@ use parking_lot::Mutex;
 use raft::RawNode;
 use tokio::sync::watch;
 
+pub use apply_queue::{ApplyReceiver, RecvTimeoutError, TryRecvError};
 pub use conf::decode_conf_change;
 pub use error::{Error, Result};
 pub use handle::{OnRefused, Progress, RaftHandle, Status};
@@ -155,7 +157,7 @@ pub fn start(
     cfg: NodeConfig,
     transport: Arc<dyn Transport>,
     snapshots: Arc<dyn SnapshotSource>,
-) -> Result<(RaftHandle, crossbeam_channel::Receiver<Apply>)> {
+) -> Result<(RaftHandle, ApplyReceiver)> {
     if cfg.id == 0 {
         return Err(Error::Config("member id must not be 0".into()));
     }
@@ -188,7 +190,7 @@ pub fn start(
 
     let (requests_tx, requests) = crossbeam_channel::bounded(REQUEST_QUEUE_CAPACITY);
     let (control_tx, control) = crossbeam_channel::unbounded();
-    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let (apply_tx, apply_rx) = apply_queue::apply_queue();
     let published = Arc::new(Published {
         status: Mutex::new(Status::default()),
         leader: watch::Sender::new(raft::INVALID_ID),

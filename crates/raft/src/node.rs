@@ -39,11 +39,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_engine::LogBatch;
 
+use crate::apply_queue::ApplySender;
 use crate::conf::DeliveredConfChanges;
 use crate::handle::{Control, Progress, Published, Request, Status, Verdict};
 use crate::metrics::metrics;
@@ -86,7 +87,7 @@ pub(crate) struct Node {
     /// Sends raft messages to peers.
     pub(crate) transport: Arc<dyn Transport>,
     /// Committed entries and snapshots, in order, to the apply side.
-    pub(crate) apply_tx: Sender<Apply>,
+    pub(crate) apply_tx: ApplySender,
     /// ReadIndex requests in flight.
     pub(crate) reads: ReadIndexQueue,
     /// Conf-change entries handed to the apply side.

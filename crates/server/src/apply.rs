@@ -21,7 +21,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message as _;
 use retcd_api::etcdserverpb::{InternalRaftRequest, internal_raft_request::Request};
 use retcd_api::mvccpb::Event;
@@ -29,6 +28,7 @@ use retcd_lease::{Lessor, LessorConfig};
 use retcd_mvcc::watch::EventPublisher;
 use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
+use retcd_raft::{ApplyReceiver, RecvTimeoutError};
 use tokio::sync::watch;
 
 use crate::backend_flush::BackendFlusher;
@@ -68,7 +68,7 @@ pub struct Applier {
 
 impl Applier {
     /// Runs the apply loop on its own thread until raft's channel closes.
-    pub fn spawn(self, entries: Receiver<Apply>) -> std::thread::JoinHandle<()> {
+    pub fn spawn(self, entries: ApplyReceiver) -> std::thread::JoinHandle<()> {
         std::thread::Builder::new()
             .name("apply".into())
             .spawn(move || {
@@ -81,7 +81,7 @@ impl Applier {
     }
 
     /// The loop: wait for entries, apply a batch, commit, wake proposers.
-    fn run(self, entries: Receiver<Apply>) -> anyhow::Result<()> {
+    fn run(self, entries: ApplyReceiver) -> anyhow::Result<()> {
         let flusher = BackendFlusher::spawn(self.store.clone(), self.raft.clone())?;
         let mut last_durable = Instant::now();
         let mut since_durable: u64 = 0;

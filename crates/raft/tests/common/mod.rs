@@ -70,7 +70,7 @@ pub struct Applied {
 
 impl Applied {
     /// Starts recording `rx` for `raft`.
-    pub fn spawn(raft: RaftHandle, rx: crossbeam_channel::Receiver<Apply>) -> Applied {
+    pub fn spawn(raft: RaftHandle, rx: retcd_raft::ApplyReceiver) -> Applied {
         let applied = Applied::default();
         let entries = applied.entries.clone();
         let conf_states = applied.conf_states.clone();
