@@ -84,6 +84,8 @@ pub struct Lessor {
     cfg: LessorConfig,
     /// Leases by id.
     leases: HashMap<i64, Lease>,
+    /// The lease each attached key belongs to (the inverse of `Lease::keys`).
+    attached: HashMap<Vec<u8>, i64>,
     /// Whether this member is the leader's lessor (has expiries).
     primary: bool,
     /// Leader only: `(queued instant, id)` of every lease, earliest first.
@@ -98,6 +100,7 @@ impl Lessor {
         Lessor {
             cfg,
             leases: HashMap::new(),
+            attached: HashMap::new(),
             primary: false,
             expiry_queue: BTreeSet::new(),
             checkpoints: BTreeSet::new(),
@@ -194,6 +197,9 @@ impl Lessor {
         let Some(lease) = self.leases.remove(&id) else {
             return false;
         };
+        for key in &lease.keys {
+            self.attached.remove(key);
+        }
         if let Some(at) = lease.queued {
             self.expiry_queue.remove(&(at, id));
         }
@@ -220,6 +226,12 @@ impl Lessor {
     pub fn attach(&mut self, id: i64, key: &[u8]) {
         if let Some(lease) = self.leases.get_mut(&id) {
             lease.keys.insert(key.to_vec());
+            if let Some(old) = self.attached.insert(key.to_vec(), id)
+                && old != id
+                && let Some(old_lease) = self.leases.get_mut(&old)
+            {
+                old_lease.keys.remove(key);
+            }
         }
     }
 
@@ -227,7 +239,18 @@ impl Lessor {
     pub fn detach(&mut self, id: i64, key: &[u8]) {
         if let Some(lease) = self.leases.get_mut(&id) {
             lease.keys.remove(key);
+            if self.attached.get(key) == Some(&id) {
+                self.attached.remove(key);
+            }
         }
+    }
+
+    /// The lease `key` is attached to, if any.
+    pub fn lease_of(&self, key: &[u8]) -> Option<i64> {
+        if self.attached.is_empty() {
+            return None;
+        }
+        self.attached.get(key).copied()
     }
 
     /// Makes this lessor the leader's: every lease's clock starts now, from

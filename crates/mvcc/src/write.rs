@@ -342,8 +342,20 @@ impl<'a> WriteBatch<'a> {
             check_lease()?;
         }
         let same = cur.map(|s| s.modified) == before.map(|s| s.modified);
-        let cur_kv = self.load_state(cur)?;
-        let before_kv = if same { None } else { self.load_state(before)? };
+        // The previous value is read only when the request needs it: the
+        // event's prev_kv is filled in later by the watch dispatcher, and only
+        // if a watcher asks for it (etcd, too, reads it at send time).
+        let needs_prev = req.prev_kv || req.ignore_value || req.ignore_lease;
+        let cur_kv = if needs_prev {
+            self.load_state(cur)?
+        } else {
+            None
+        };
+        let before_kv = if same || !needs_prev {
+            None
+        } else {
+            self.load_state(before)?
+        };
 
         let (value, lease) = match &cur_kv {
             Some(p) if req.ignore_value || req.ignore_lease => (

@@ -177,11 +177,13 @@ pub fn apply_checkpoint(
     }))
 }
 
-/// Moves key attachments as one applied entry's events say.
+/// Moves key attachments as one applied entry's events say. The lease a key
+/// had before comes from the lessor itself: a put's event carries no
+/// `prev_kv` unless its request asked for one.
 pub fn track_attachments(lessor: &mut Lessor, events: &[Event]) {
     for event in events {
         let Some(kv) = &event.kv else { continue };
-        let prev_lease = event.prev_kv.as_ref().map_or(NO_LEASE, |p| p.lease);
+        let prev_lease = lessor.lease_of(&kv.key).unwrap_or(NO_LEASE);
         let lease = if event.r#type == EventType::Put as i32 {
             kv.lease
         } else {
@@ -337,15 +339,17 @@ mod tests {
             lease,
             ..Default::default()
         };
-        let put = |key, lease, prev: Option<i64>| Event {
+        // Events as the apply thread makes them: a put's prev_kv is not read
+        // unless its request asks, so the lessor must know the old lease.
+        let put = |key, lease| Event {
             r#type: EventType::Put as i32,
             kv: Some(kv(key, lease)),
-            prev_kv: prev.map(|p| kv(key, p)),
+            prev_kv: None,
         };
-        let delete = |key, prev| Event {
+        let delete = |key| Event {
             r#type: EventType::Delete as i32,
             kv: Some(kv(key, 0)),
-            prev_kv: Some(kv(key, prev)),
+            prev_kv: None,
         };
         let keys = |l: &Lessor, id| -> Vec<String> {
             l.keys(id)
@@ -354,19 +358,21 @@ mod tests {
                 .map(|k| String::from_utf8(k).unwrap())
                 .collect()
         };
-        track_attachments(
-            &mut lessor,
-            &[put("a", 1, None), put("b", 1, None), put("c", 1, None)],
-        );
+        track_attachments(&mut lessor, &[put("a", 1), put("b", 1), put("c", 1)]);
         // Moved to lease 2, kept by an ignore_lease put, deleted.
-        track_attachments(
-            &mut lessor,
-            &[put("a", 2, Some(1)), put("b", 1, Some(1)), delete("c", 1)],
-        );
+        track_attachments(&mut lessor, &[put("a", 2), put("b", 1), delete("c")]);
         assert_eq!(keys(&lessor, 1), ["b"]);
         assert_eq!(keys(&lessor, 2), ["a"]);
+        assert_eq!(lessor.lease_of(b"a"), Some(2));
+        assert_eq!(lessor.lease_of(b"c"), None);
         // A put without a lease detaches.
-        track_attachments(&mut lessor, &[put("a", 0, Some(2))]);
+        track_attachments(&mut lessor, &[put("a", 0)]);
         assert!(keys(&lessor, 2).is_empty());
+        assert_eq!(lessor.lease_of(b"a"), None);
+        // A revoked lease's keys are attached to nothing.
+        assert!(lessor.remove(1));
+        assert_eq!(lessor.lease_of(b"b"), None);
+        track_attachments(&mut lessor, &[put("b", 2)]);
+        assert_eq!(keys(&lessor, 2), ["b"]);
     }
 }

@@ -13,6 +13,7 @@ use retcd_api::mvccpb::Event;
 use tokio::sync::Notify;
 
 use super::group::{WatchSpan, WatcherGroup};
+use super::replay::fill_prev_kvs;
 use super::stream::WatchStream;
 use super::{Filter, WatchLimits, WatcherKey, event_revision};
 use crate::Store;
@@ -77,6 +78,8 @@ pub(crate) struct WatcherEntry {
     pub next_rev: i64,
     /// Whether it is in the synced group.
     pub synced: bool,
+    /// Whether its events carry `prev_kv`.
+    pub prev_kv: bool,
 }
 
 /// The hub's mutable state, behind one lock.
@@ -90,6 +93,8 @@ pub(crate) struct HubState {
     pub watchers: HashMap<WatcherKey, WatcherEntry>,
     /// The next watcher key.
     pub next_key: WatcherKey,
+    /// How many watchers want `prev_kv`.
+    pub prev_kv_watchers: usize,
 }
 
 impl HubState {
@@ -113,8 +118,10 @@ impl HubState {
         span: WatchSpan,
         filter: Filter,
         next_rev: i64,
+        prev_kv: bool,
     ) -> WatcherKey {
         let key = self.next_key;
+        self.prev_kv_watchers += usize::from(prev_kv);
         self.next_key += 1;
         let synced = next_rev > self.dispatched_rev;
         if synced {
@@ -130,6 +137,7 @@ impl HubState {
                 filter,
                 next_rev,
                 synced,
+                prev_kv,
             },
         );
         key
@@ -138,6 +146,7 @@ impl HubState {
     /// Forgets a watcher; a no-op if unknown.
     pub fn remove(&mut self, watcher: WatcherKey) {
         if let Some(entry) = self.watchers.remove(&watcher) {
+            self.prev_kv_watchers -= usize::from(entry.prev_kv);
             if entry.synced {
                 self.synced.remove(&entry.span, watcher);
             } else {
@@ -262,8 +271,15 @@ impl HubShared {
     }
 
     /// Dispatches committed batches, revision by revision.
-    fn dispatch(&self, batches: Vec<Vec<Event>>) {
+    fn dispatch(&self, mut batches: Vec<Vec<Event>>) {
         let mut state = self.state.lock();
+        if state.prev_kv_watchers > 0 {
+            for batch in &mut batches {
+                if let Err(e) = fill_prev_kvs(&self.store.shared, batch) {
+                    tracing::warn!(error = %e, "reading prev_kv for watch events failed");
+                }
+            }
+        }
         for batch in batches {
             let mut events = batch.into_iter().peekable();
             while let Some(first) = events.next() {

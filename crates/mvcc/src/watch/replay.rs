@@ -150,6 +150,25 @@ pub(crate) fn replay(shared: &Shared, targets: &[ReplayTarget]) -> Result<Replay
     Ok(Replay { current, outcomes })
 }
 
+/// Reads the `prev_kv` of every event in `events` (one committed batch) that
+/// lacks it and has one: the apply thread reads a put's previous value only
+/// when its request asks for it. Compacted in the meantime: left empty.
+pub(crate) fn fill_prev_kvs(shared: &Shared, events: &mut [Event]) -> Result<()> {
+    let mut missing = events
+        .iter_mut()
+        .filter(|e| e.prev_kv.is_none() && !is_create(e) && e.kv.is_some())
+        .peekable();
+    if missing.peek().is_none() {
+        return Ok(());
+    }
+    let snapshot = shared.backend.snapshot()?;
+    for event in missing {
+        let kv = event.kv.as_ref().expect("filtered on kv");
+        event.prev_kv = prev_kv(shared, &snapshot, &kv.key, kv.mod_revision)?;
+    }
+    Ok(())
+}
+
 /// The value `key` had just before main revision `rev`, unless compacted.
 fn prev_kv(shared: &Shared, snapshot: &Snapshot, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
     use std::sync::atomic::Ordering;

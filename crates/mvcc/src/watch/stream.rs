@@ -169,7 +169,8 @@ impl WatchStream {
             } else {
                 current + 1
             };
-            let key = state.add(&self.queue, span, Filter::new(&req.filters), next_rev);
+            let filter = Filter::new(&req.filters);
+            let key = state.add(&self.queue, span, filter, next_rev, req.prev_kv);
             (key, current)
         };
         self.ids.insert(key, id);
