@@ -44,6 +44,7 @@ mod conf;
 mod entry_cache;
 mod error;
 mod handle;
+mod log_fs;
 mod logger;
 mod metrics;
 mod node;

@@ -43,6 +43,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Engine, LogBatch, MessageExt, ReadableSize};
 
 use crate::entry_cache::EntryCache;
+use crate::log_fs::ZeroFillFileSystem;
 use crate::{Error, Result, SnapshotSource};
 
 /// The raft-engine group holding this member's log.
@@ -73,7 +74,7 @@ impl MessageExt for EntryCodec {
 /// Raft's log and state, durable in raft-engine, with the small parts cached.
 pub(crate) struct LogStorage {
     /// The raft-engine instance.
-    engine: Engine,
+    engine: Engine<ZeroFillFileSystem>,
     /// Cached `hard_state` key; `hard_state_dirty` if the cache is ahead of the engine.
     hard_state: HardState,
     /// The cached hard state has changes not yet staged into a batch.
@@ -107,7 +108,7 @@ impl LogStorage {
             purge_threshold: ReadableSize(LOG_PURGE_THRESHOLD_BYTES),
             ..Default::default()
         };
-        let engine = Engine::open(cfg)?;
+        let engine = Engine::open_with_file_system(cfg, Arc::new(ZeroFillFileSystem))?;
         let mut storage = LogStorage {
             engine,
             hard_state: HardState::default(),

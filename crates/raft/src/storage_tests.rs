@@ -468,3 +468,46 @@ fn cache_evicts_oldest_entries_beyond_its_bounds() {
     append(&mut s, 73..=74, 2);
     assert_eq!(assert_cache_agrees(&s), Some((73, 74)));
 }
+
+#[test]
+fn a_log_spanning_zero_filled_chunks_reopens_whole() {
+    // ~6 MiB of entries: raft-engine reserves (zero-fills) 2 MiB at a time,
+    // so the log crosses several reserved chunks and ends inside one.
+    let dir = tempfile::tempdir().unwrap();
+    // Incompressible data (raft-engine compresses batches).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let entries: Vec<Entry> = (2..3002)
+        .map(|i| Entry {
+            index: i,
+            term: 1,
+            data: noise(2048).into(),
+            ..Default::default()
+        })
+        .collect();
+    {
+        let mut s = open(dir.path(), &[1]);
+        for chunk in entries.chunks(64) {
+            let mut batch = LogBatch::default();
+            s.stage_entries(&mut batch, chunk).unwrap();
+            s.write(&mut batch, true).unwrap();
+        }
+    }
+    let s = open(dir.path(), &[1]);
+    assert_eq!(s.last_index_inner(), 3001);
+    assert_eq!(fetch(&s, 2, 3002).unwrap(), entries);
+    let wal_bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(wal_bytes > 2 * (2 << 20), "{wal_bytes} bytes of log files");
+}
