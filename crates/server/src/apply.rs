@@ -234,8 +234,10 @@ impl Applier {
     /// Hands a committed batch's outcome on: events to their consumers,
     /// results to the waiting proposers.
     fn publish(&self, out: BatchOutput) {
-        self.watch.publish(out.events);
+        // Responses first: waking the watch dispatcher may cost this thread
+        // its CPU for a while, and proposers should not wait for that.
         self.waiters.fire(out.results);
+        self.watch.publish(out.events);
     }
 }
 

@@ -346,8 +346,19 @@ impl EventPublisher {
     /// blocks: when the dispatcher is too far behind, the batch is dropped
     /// and the watchers replay it from the backend.
     pub fn publish(&self, events: Vec<Event>) {
-        if events.is_empty() {
+        let Some(last) = events.last() else {
             return;
+        };
+        {
+            // Nobody watches: the batch counts as dispatched right here, and
+            // the dispatcher thread is not woken for it. Under the hub lock,
+            // so a watcher added next sees the revision as dispatched (the
+            // batch is committed, so it starts after it anyway).
+            let mut state = self.shared.state.lock();
+            if state.watchers.is_empty() {
+                state.dispatched_rev = state.dispatched_rev.max(event_revision(last));
+                return;
+            }
         }
         match self.tx.try_send(events) {
             Ok(()) => {}
