@@ -437,6 +437,10 @@ impl Node {
             "raft leader changed"
         );
         self.leader_id = leader_id;
+        // The status first: whoever sees the new leader through the watch
+        // (e.g. `/health`) must find the same leader in `status()`, even
+        // while this Ready's log write is still under way.
+        self.publish_status();
         self.published.leader.send_replace(leader_id);
     }
 
