@@ -27,8 +27,7 @@ use retcd_api::mvccpb::Event;
 use retcd_lease::{Lessor, LessorConfig};
 use retcd_mvcc::watch::EventPublisher;
 use retcd_mvcc::{Store, WriteBatch};
-use retcd_raft::{Apply, Entry, EntryType, RaftHandle};
-use retcd_raft::{ApplyReceiver, RecvTimeoutError};
+use retcd_raft::{Apply, ApplyReceiver, Entry, EntryType, RaftHandle, RecvTimeoutError};
 use tokio::sync::watch;
 
 use crate::backend_flush::BackendFlusher;
