@@ -295,6 +295,15 @@ mod tests {
                         };
                         let resp = store.range(&req).unwrap();
                         assert_eq!(resp.kvs.len(), 10);
+                        // One snapshot's state whole: its revision, its values.
+                        let round = match resp.header.unwrap().revision {
+                            101 => "0-",
+                            201 => "1-",
+                            other => panic!("revision {other} is neither snapshot's"),
+                        };
+                        for kv in &resp.kvs {
+                            assert!(kv.value.starts_with(round.as_bytes()), "{kv:?} at {round}");
+                        }
                         reads += 1;
                     }
                     reads

@@ -151,16 +151,18 @@ impl Store {
         })
     }
 
-    /// Runs `f` on a fresh read view; again when it failed and a snapshot
-    /// install replaced the store under it (the view may then pair the old
-    /// revision with the new index), at most [`MAX_READ_ATTEMPTS`] times.
+    /// Runs `f` on a fresh read view, and again on a new one whenever a
+    /// snapshot install finished while it ran: the view may then pair the
+    /// old revision with the new index and compaction, so its answer, error
+    /// or not, is thrown away. An install holds the index write lock from
+    /// replacing the backend to counting itself, and every read takes the
+    /// index lock, so a read that saw no new install saw one state whole.
     fn read<T>(&self, f: impl Fn(&Reader) -> Result<T>) -> Result<T> {
-        let mut attempts = 1;
         loop {
             let reader = self.reader()?;
-            match f(&reader) {
-                Err(_) if reader.raced_install() && attempts < MAX_READ_ATTEMPTS => attempts += 1,
-                result => return result,
+            let result = f(&reader);
+            if !reader.raced_install() {
+                return result;
             }
         }
     }
@@ -190,31 +192,7 @@ impl Store {
     /// history agree however far their physical compaction got. Returns the
     /// hash, the compaction revision and the hashed revision.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
-        let current = self.current_revision();
-        let snapshot = self.shared.backend.snapshot()?;
-        let (compact, kept) = {
-            let index = self.shared.index.read();
-            let compact = self.shared.compact_rev.load(Ordering::Acquire);
-            (compact, index.revisions_upto(compact))
-        };
-        let rev = if rev <= 0 { current } else { rev };
-        if rev > current {
-            return Err(Error::FutureRevision);
-        }
-        if rev < compact {
-            return Err(Error::Compacted);
-        }
-        let mut crc = Crc32c::new();
-        crc.update(b"kv");
-        snapshot.scan(rev, |key, row| {
-            let (r, _) = decode_key(key);
-            if r.main > compact || kept.contains(&r) {
-                crc.update(key);
-                crc.update(row);
-            }
-            Ok(())
-        })?;
-        Ok((crc.finish(), compact, rev))
+        self.read(|reader| reader.hash_kv(rev))
     }
 
     /// Size of the backend file in bytes.
@@ -318,9 +296,6 @@ pub(crate) fn row_bytes(value_len: usize) -> u64 {
     value_len as u64 + REV_KEY_LEN as u64 + ROW_OVERHEAD_BYTES
 }
 
-/// Most attempts of one read that keeps racing snapshot installs.
-const MAX_READ_ATTEMPTS: usize = 4;
-
 /// A response header carrying only a revision.
 pub(crate) fn header(revision: i64) -> ResponseHeader {
     ResponseHeader {
@@ -330,7 +305,7 @@ pub(crate) fn header(revision: i64) -> ResponseHeader {
 }
 
 /// Committed state as of one moment: what [`Store::range`] and
-/// [`Store::txn_read_only`] read.
+/// [`Store::txn_read_only`] and [`Store::hash_kv`] read.
 struct Reader {
     /// The store's shared state.
     shared: Arc<Shared>,
@@ -375,6 +350,34 @@ impl Reader {
             more,
             count: plan.count,
         })
+    }
+
+    /// [`Store::hash_kv`] at this view.
+    fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let current = self.current;
+        let (compact, kept) = {
+            let index = self.shared.index.read();
+            let compact = self.shared.compact_rev.load(Ordering::Acquire);
+            (compact, index.revisions_upto(compact))
+        };
+        let rev = if rev <= 0 { current } else { rev };
+        if rev > current {
+            return Err(Error::FutureRevision);
+        }
+        if rev < compact {
+            return Err(Error::Compacted);
+        }
+        let mut crc = Crc32c::new();
+        crc.update(b"kv");
+        self.snapshot.scan(rev, |key, row| {
+            let (r, _) = decode_key(key);
+            if r.main > compact || kept.contains(&r) {
+                crc.update(key);
+                crc.update(row);
+            }
+            Ok(())
+        })?;
+        Ok((crc.finish(), compact, rev))
     }
 
     /// Runs a read-only txn at this view; nested txns get an empty header,
