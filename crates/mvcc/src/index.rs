@@ -170,12 +170,12 @@ impl Index {
         self.keys.get(key).is_some_and(|ki| ki.contains(rev))
     }
 
-    /// Every revision held at or below main revision `at`: after compaction at
-    /// `at`, exactly the rows at or below `at` that must survive.
-    pub fn revisions_upto(&self, at: i64) -> HashSet<Revision> {
+    /// The revisions at or below main revision `at` that a compaction at `at`
+    /// would keep, one per key at most (etcd's `Keep`).
+    pub fn kept_at(&self, at: i64) -> HashSet<Revision> {
         let mut out = HashSet::new();
         for ki in self.keys.values() {
-            ki.revisions_upto(at, |r| {
+            ki.kept_at(at, |r| {
                 out.insert(r);
             });
         }
@@ -269,6 +269,7 @@ mod tests {
         index.compact(7);
         assert_eq!(index.len(), 1, "b's only generation ended at 7");
         assert!(!index.contains(b"b", r(6)));
-        assert_eq!(index.revisions_upto(7), HashSet::from([r(5)]));
+        assert_eq!(index.kept_at(7), HashSet::from([r(5)]));
+        assert_eq!(index.kept_at(9), HashSet::from([r(5)]));
     }
 }

@@ -179,16 +179,23 @@ impl KeyIndex {
             .any(|g| g.revs.binary_search(&rev).is_ok())
     }
 
-    /// Calls `f` with every revision held at or below main revision `at`.
-    pub fn revisions_upto(&self, at: i64, mut f: impl FnMut(Revision)) {
-        for g in &self.generations {
-            for &r in &g.revs {
-                if r.main > at {
-                    return;
-                }
-                f(r);
-            }
+    /// Calls `f` with the one revision at or below main revision `at` that a
+    /// compaction at `at` would keep (etcd's `keep`): the newest revision at
+    /// or below `at` in the first generation still alive at `at`, unless that
+    /// is the tombstone closing it. Nothing if the key had no value at `at`.
+    pub fn kept_at(&self, at: i64, f: impl FnOnce(Revision)) {
+        let last = self.generations.len() - 1;
+        let i = self
+            .generations
+            .iter()
+            .position(|g| g.revs.last().is_some_and(|end| end.main > at))
+            .unwrap_or(last);
+        let revs = &self.generations[i].revs;
+        let n = revs.partition_point(|r| r.main <= at);
+        if n == 0 || (n == revs.len() && i != last) {
+            return;
         }
+        f(revs[n - 1]);
     }
 
     /// Drops the history a read at `at` or later can no longer see; true if
@@ -243,7 +250,7 @@ mod tests {
     }
 
     /// Commands: `put R`, `tombstone R`, `undo_put`, `undo_tombstone`,
-    /// `get AT`, `compact AT`, `contains R`, `upto AT`, `restore C R V`; each
+    /// `get AT`, `compact AT`, `contains R`, `kept AT`, `restore C R V`; each
     /// prints its result and the key's generations.
     #[test]
     fn scenarios() {
@@ -286,11 +293,11 @@ mod tests {
                         ki.as_mut().unwrap().compact(w[1].parse().unwrap())
                     ),
                     "contains" => format!("{}", ki.as_ref().unwrap().contains(rev(w[1]))),
-                    "upto" => {
+                    "kept" => {
                         let mut revs = Vec::new();
                         ki.as_ref()
                             .unwrap()
-                            .revisions_upto(w[1].parse().unwrap(), |r| revs.push(r.to_string()));
+                            .kept_at(w[1].parse().unwrap(), |r| revs.push(r.to_string()));
                         format!("[{}]", revs.join(" "))
                     }
                     other => panic!("unknown command {other}"),

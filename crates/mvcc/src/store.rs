@@ -37,7 +37,7 @@ use crate::hash::Crc32c;
 use crate::index::Index;
 use crate::lock::WriterLock;
 use crate::range;
-use crate::revision::{REV_KEY_LEN, decode_key};
+use crate::revision::{REV_KEY_LEN, Revision, decode_key};
 use crate::txn::compares_hold;
 use crate::write::WriteBatch;
 
@@ -187,10 +187,11 @@ impl Store {
         self.shared.compaction.wait_done(rev);
     }
 
-    /// A CRC-32C over every row at or below `rev` (0: current) that a read at
-    /// or above the compaction revision can reach, so members with the same
-    /// history agree however far their physical compaction got. Returns the
-    /// hash, the compaction revision and the hashed revision.
+    /// etcd's hash of the store at `rev` (0: current), equal to etcd's for the
+    /// same history and the same on every member however far its physical
+    /// compaction got. Returns the hash, the compaction revision (-1 before
+    /// the first, as etcd) and the hashed revision; a revision at or below the
+    /// compaction one is compacted.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         self.read(|reader| reader.hash_kv(rev))
     }
@@ -245,6 +246,19 @@ impl Drop for Store {
             tracing::error!(error = %e, "cannot sync the mvcc backend on close");
         }
     }
+}
+
+/// A row's key as etcd's backend stores it: main and sub revision big-endian
+/// around a `_`, and a trailing `t` on a tombstone.
+fn etcd_row_key(rev: Revision, tombstone: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.extend_from_slice(&(rev.main as u64).to_be_bytes());
+    key.push(b'_');
+    key.extend_from_slice(&(rev.sub as u64).to_be_bytes());
+    if tombstone {
+        key.push(b't');
+    }
+    key
 }
 
 /// The in-memory state [`load_index`] rebuilds from the backend.
@@ -352,32 +366,37 @@ impl Reader {
         })
     }
 
-    /// [`Store::hash_kv`] at this view.
+    /// [`Store::hash_kv`] at this view, as etcd computes it: a CRC-32C over
+    /// the bucket name `key`, then each row up to `rev` as etcd stores it (its
+    /// revision key, its `KeyValue`). Rows at or below the compaction count
+    /// only if a compaction at `rev` would keep them, so members agree however
+    /// far their physical compaction got.
     fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
-        let current = self.current;
+        if rev > self.current {
+            return Err(Error::FutureRevision);
+        }
+        let at = if rev > 0 { rev } else { self.current };
         let (compact, kept) = {
             let index = self.shared.index.read();
             let compact = self.shared.compact_rev.load(Ordering::Acquire);
-            (compact, index.revisions_upto(compact))
+            if rev > 0 && rev <= compact {
+                return Err(Error::Compacted);
+            }
+            (compact, index.kept_at(at))
         };
-        let rev = if rev <= 0 { current } else { rev };
-        if rev > current {
-            return Err(Error::FutureRevision);
-        }
-        if rev < compact {
-            return Err(Error::Compacted);
-        }
         let mut crc = Crc32c::new();
-        crc.update(b"kv");
-        self.snapshot.scan(rev, |key, row| {
-            let (r, _) = decode_key(key);
-            if r.main > compact || kept.contains(&r) {
-                crc.update(key);
+        crc.update(b"key");
+        self.snapshot.scan(at, |key, row| {
+            let (r, tombstone) = decode_key(key);
+            if r.main > compact || kept.is_empty() || kept.contains(&r) {
+                crc.update(&etcd_row_key(r, tombstone));
                 crc.update(row);
             }
             Ok(())
         })?;
-        Ok((crc.finish(), compact, rev))
+        // etcd reports -1 until the first compaction.
+        let reported_compact = if compact > 0 { compact } else { -1 };
+        Ok((crc.finish(), reported_compact, at))
     }
 
     /// Runs a read-only txn at this view; nested txns get an empty header,
