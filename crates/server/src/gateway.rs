@@ -229,11 +229,23 @@ async fn health(State(g): State<Gateway>) -> Response {
     json_response(status, &body)
 }
 
+/// The body of GET /version, fields in etcd's order.
+#[derive(Serialize)]
+struct Versions {
+    /// This server's etcd version.
+    etcdserver: &'static str,
+    /// The cluster's etcd version.
+    etcdcluster: &'static str,
+}
+
 /// GET /version: the etcd versions this server speaks.
 async fn version() -> Response {
     json_response(
         StatusCode::OK,
-        &serde_json::json!({ "etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION }),
+        &Versions {
+            etcdserver: ETCD_VERSION,
+            etcdcluster: ETCD_CLUSTER_VERSION,
+        },
     )
 }
 

@@ -34,6 +34,10 @@ use crate::ids::RequestIdGenerator;
 use crate::lease::SharedLessor;
 use crate::membership::{Change, Member, RaftCluster, conf_change};
 
+/// etcd carries a proposal's id in a `RequestHeader` (field 100) where we
+/// write a bare field 1: three bytes more (two-byte tag, length, inner tag),
+/// which etcd's `--max-request-bytes` check counts, so ours does too.
+const ETCD_ID_HEADER_EXTRA_BYTES: usize = 3;
 /// How long a proposer waits for its entry to be applied (etcd: 5 s plus two election timeouts).
 pub fn request_timeout(cfg: &Config) -> Duration {
     Duration::from_secs(5) + 2 * cfg.election_timeout
@@ -190,7 +194,7 @@ impl EtcdServer {
             request: Some(request),
         }
         .encode_to_vec();
-        if data.len() > self.cfg.max_request_bytes {
+        if data.len() + ETCD_ID_HEADER_EXTRA_BYTES > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         let rx = self.waiters.register(id);

@@ -47,6 +47,9 @@ fn txn_shape(req: &TxnRequest, max_ops: usize) -> Result<()> {
     if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
         return Err(Error::TooManyOps);
     }
+    if req.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(Error::EmptyKey);
+    }
     req.success
         .iter()
         .chain(&req.failure)
@@ -68,7 +71,7 @@ fn request_op(op: &RequestOp, max_ops: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use retcd_api::etcdserverpb::request_op;
+    use retcd_api::etcdserverpb::{Compare, request_op};
 
     fn put_op(key: &str) -> RequestOp {
         RequestOp {
@@ -154,6 +157,28 @@ mod tests {
                 "nested empty key",
                 txn(&nested_empty_key, 4),
                 Some("etcdserver: key is not provided"),
+            ),
+            (
+                "compare with an empty key",
+                txn(
+                    &TxnRequest {
+                        compare: vec![Compare::default()],
+                        ..Default::default()
+                    },
+                    4,
+                ),
+                Some("etcdserver: key is not provided"),
+            ),
+            (
+                "too many compares before an empty compare key",
+                txn(
+                    &TxnRequest {
+                        compare: vec![Compare::default(); 5],
+                        ..Default::default()
+                    },
+                    4,
+                ),
+                Some("etcdserver: too many operations in txn request"),
             ),
             (
                 "duplicate put",
