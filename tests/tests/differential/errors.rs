@@ -141,3 +141,24 @@ fn custom_max_request_bytes_matches_reference() {
     );
     assert_eq!(t.stdout(2), "small\n\n");
 }
+
+#[test]
+fn request_size_limit_counts_like_reference_at_the_edge() {
+    // With a 1-byte key, a put's proposal is its value plus 21 or 22 bytes
+    // (the request id's varint takes 9 or 10 bytes, by member id), so 1,975
+    // bytes fit under 2,000 on either server and 1,981 fit on neither.
+    let steps = vec![
+        step(&format!("put k {}", "v".repeat(1981))),
+        step(&format!("put k {}", "v".repeat(1975))),
+        step("get k --keys-only"),
+    ];
+    let t = run_differential_with(&["--max-request-bytes", "2000"], &steps);
+    assert!(
+        t.output(0)
+            .stderr
+            .contains("Error: etcdserver: request is too large"),
+        "{}",
+        t.output(0).stderr
+    );
+    assert_eq!(t.stdout(1), "OK\n");
+}

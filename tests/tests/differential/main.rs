@@ -6,6 +6,7 @@ mod compaction;
 mod delete;
 mod endpoints;
 mod errors;
+mod hashkv;
 mod range;
 mod seed;
 mod txn;

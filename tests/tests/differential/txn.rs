@@ -123,3 +123,21 @@ fn writes_multiple_compares_and_printers_match_reference() {
     assert_eq!(t.stdout(base), "SUCCESS\n\nOK\n\n1\n\na\n2\n");
     assert_eq!(t.stdout(base + 1), "a\n2\nb\n3\n");
 }
+
+#[test]
+fn a_compare_with_an_empty_key_is_refused_like_reference() {
+    let mut steps = fixture();
+    steps.push(txn("", &[r#"value("") = "x""#], &["put a 2"], &["put a 3"]));
+    steps.push(txn("-w json", &[r#"version("") = "0""#], &[], &["get a"]));
+    steps.push(step("get a"));
+    let t = run_differential(&steps);
+    assert!(
+        t.output(4)
+            .stderr
+            .contains("Error: etcdserver: key is not provided"),
+        "{}",
+        t.output(4).stderr
+    );
+    // Neither branch ran.
+    assert_eq!(t.stdout(6), "a\n1\n");
+}
