@@ -35,14 +35,22 @@ fn hashkv_matches_reference() {
     // The hash covers the data: it changed with the writes, and the errors
     // are etcd's.
     assert_ne!(t.stdout(0), t.stdout(7));
-    assert!(t.stdout(0).contains(r#""compact_revision":-1"#), "{}", t.stdout(0));
     assert!(
-        t.output(14).stderr.contains("required revision has been compacted"),
+        t.stdout(0).contains(r#""compact_revision":-1"#),
+        "{}",
+        t.stdout(0)
+    );
+    assert!(
+        t.output(14)
+            .stderr
+            .contains("required revision has been compacted"),
         "{}",
         t.output(14).stderr
     );
     assert!(
-        t.output(16).stderr.contains("required revision is a future revision"),
+        t.output(16)
+            .stderr
+            .contains("required revision is a future revision"),
         "{}",
         t.output(16).stderr
     );
