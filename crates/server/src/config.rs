@@ -86,8 +86,13 @@ pub struct Flags {
     /// Number of committed entries between raft log compactions.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
-    /// Raise an alarm when the backend exceeds this many bytes (0 = 2 GiB default).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    /// Raise an alarm when the backend exceeds this many bytes (0 = 2 GiB default, negative = no quota).
+    #[arg(
+        long,
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub quota_backend_bytes: i64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
@@ -172,7 +177,7 @@ pub struct Config {
     pub election_timeout: Duration,
     /// Applied entries between raft log compactions.
     pub snapshot_count: u64,
-    /// Backend size quota in bytes.
+    /// Backend size quota in bytes; negative: no quota.
     pub quota_backend_bytes: i64,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
@@ -239,7 +244,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(flags.heartbeat_interval),
             election_timeout: Duration::from_millis(flags.election_timeout),
             snapshot_count: flags.snapshot_count,
-            quota_backend_bytes: if flags.quota_backend_bytes <= 0 {
+            quota_backend_bytes: if flags.quota_backend_bytes == 0 {
                 DEFAULT_QUOTA_BACKEND_BYTES
             } else {
                 flags.quota_backend_bytes
