@@ -17,6 +17,8 @@
 //!   follows the response sees its effects.
 //! - A non-deterministic failure (disk) stops the member; it is never turned
 //!   into a per-request error that would make replicas diverge.
+//! - Active alarms (`crate::alarm`) refuse requests here, from applied state
+//!   only, so every member refuses the same entries.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use retcd_mvcc::{Store, WriteBatch};
 use retcd_raft::{Apply, ApplyReceiver, Entry, EntryType, RaftHandle, RecvTimeoutError};
 use tokio::sync::watch;
 
+use crate::alarm::AlarmStore;
 use crate::backend_flush::BackendFlusher;
 use crate::lease::{self, SharedLessor};
 use crate::membership::RaftCluster;
@@ -63,6 +66,8 @@ pub struct Applier {
     pub lessor_config: LessorConfig,
     /// The member list conf changes and membership requests update.
     pub cluster: Arc<RaftCluster>,
+    /// The alarms alarm entries change and that refuse writes while active.
+    pub alarms: Arc<AlarmStore>,
 }
 
 impl Applier {
@@ -193,7 +198,15 @@ impl Applier {
                         return Ok(());
                     }
                     let mut lessor = self.lessor.lock();
-                    let result = execute(batch, &mut lessor, req);
+                    let result = match req {
+                        Request::Alarm(alarm) => {
+                            Ok(Applied::Alarm(self.alarms.apply(batch, &alarm)))
+                        }
+                        req => self
+                            .alarms
+                            .gate(&req)
+                            .and_then(|()| execute(batch, &mut lessor, req)),
+                    };
                     if let Err(e) = &result
                         && !e.is_deterministic()
                     {
@@ -266,5 +279,6 @@ fn execute(batch: &mut WriteBatch<'_>, lessor: &mut Lessor, request: Request) ->
         Request::MemberAttrSet(_) | Request::MemberPeerUpdate(_) => {
             unreachable!("membership requests are applied by crate::membership before execute")
         }
+        Request::Alarm(_) => unreachable!("alarm requests are applied by the alarm store"),
     })
 }

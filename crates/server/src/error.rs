@@ -45,6 +45,12 @@ pub enum Error {
     /// A sort order or target outside the enum.
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
+    /// The backend is over `--quota-backend-bytes`, or a NOSPACE alarm is active.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A CORRUPT alarm is active: the cluster refuses writes.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// A membership rule (`crate::membership`): member not found, peer URL taken, ...
     #[error(transparent)]
     Member(#[from] crate::membership::MemberError),
@@ -72,9 +78,10 @@ impl Error {
                 // Clients retry Unavailable, so a keep-alive survives an election.
                 retcd_lease::Error::NotPrimary => Code::Unavailable,
             },
-            Error::Raft(retcd_raft::Error::TooManyRequests) | Error::TooManyRequests => {
-                Code::ResourceExhausted
-            }
+            Error::Raft(retcd_raft::Error::TooManyRequests)
+            | Error::TooManyRequests
+            | Error::NoSpace => Code::ResourceExhausted,
+            Error::Corrupt => Code::DataLoss,
             Error::Raft(_) | Error::Timeout | Error::Stopped | Error::NoLeader => Code::Unavailable,
             Error::Member(e) => e.code(),
             Error::EmptyKey
@@ -210,6 +217,16 @@ mod tests {
                 Error::Raft(retcd_raft::Error::TooManyRequests),
                 Code::ResourceExhausted,
                 "etcdserver: too many requests",
+            ),
+            (
+                Error::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                Error::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
             ),
             (
                 Error::Raft(retcd_raft::Error::Stopped),

@@ -13,6 +13,7 @@
 //! Data layout under `--data-dir`, as etcd's: `member/wal` holds the raft log,
 //! `member/snap/db` the backend.
 
+pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod backend_flush;

@@ -118,6 +118,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         &store,
         lease::lessor_config(&cfg),
     )?));
+    let alarms = Arc::new(crate::alarm::AlarmStore::load(&store)?);
     let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
     let waiters = Arc::new(Waiters::default());
     // The hub starts at the store's revision, before the applier commits more.
@@ -136,6 +137,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         lessor: lessor.clone(),
         lessor_config: lease::lessor_config(&cfg),
         cluster: cluster.clone(),
+        alarms: alarms.clone(),
     }
     .spawn(entries);
     let server = Arc::new(EtcdServer::new(
@@ -147,6 +149,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         raft.clone(),
         waiters,
         lessor,
+        alarms,
         applied_rx,
     ));
 

@@ -12,6 +12,9 @@
 //!   raft's refusal of the proposal (error delivered), or by the proposer when
 //!   it gives up (timeout).
 //! - Replayed entries after a restart have no waiters; their results are dropped.
+//! - A proposal that adds data passes the backend quota first
+//!   (`crate::alarm`): one that does not fit raises this member's NOSPACE
+//!   alarm and is refused without reaching the log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,14 +23,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use prost::Message;
 use retcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseCheckpointResponse,
-    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmType, CompactionResponse, DeleteRangeResponse,
+    InternalRaftRequest, LeaseCheckpointResponse, LeaseGrantResponse, LeaseRevokeResponse,
+    PutResponse, ResponseHeader, TxnResponse, alarm_request::AlarmAction,
     internal_raft_request::Request,
 };
 use retcd_mvcc::Store;
 use retcd_raft::RaftHandle;
 use tokio::sync::{oneshot, watch};
 
+use crate::alarm::{self, AlarmStore, Quota};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::RequestIdGenerator;
@@ -62,6 +67,8 @@ pub enum Applied {
     LeaseCheckpoint(LeaseCheckpointResponse),
     /// A membership change's result: the member list after it.
     Members(Vec<Member>),
+    /// An alarm request's result: the alarms it reports.
+    Alarm(Vec<AlarmMember>),
 }
 
 /// What the applier hands a waiting proposer.
@@ -133,6 +140,10 @@ pub struct EtcdServer {
     pub waiters: Arc<Waiters>,
     /// Every lease of the member (shared with the apply thread).
     pub lessor: SharedLessor,
+    /// The cluster's active alarms (shared with the apply thread).
+    pub alarms: Arc<AlarmStore>,
+    /// The backend quota proposals are checked against.
+    quota: Quota,
     /// Request id source.
     ids: RequestIdGenerator,
     /// Raft index the applier has reached.
@@ -152,9 +163,11 @@ impl EtcdServer {
         raft: RaftHandle,
         waiters: Arc<Waiters>,
         lessor: SharedLessor,
+        alarms: Arc<AlarmStore>,
         applied: watch::Receiver<u64>,
     ) -> EtcdServer {
         EtcdServer {
+            quota: Quota::new(cfg.quota_backend_bytes),
             cfg,
             member_id,
             cluster_id,
@@ -163,6 +176,7 @@ impl EtcdServer {
             raft,
             waiters,
             lessor,
+            alarms,
             ids: RequestIdGenerator::new(member_id),
             applied,
         }
@@ -188,6 +202,34 @@ impl EtcdServer {
 
     /// Replicates `request` through raft and returns its apply result.
     pub async fn propose(&self, request: Request) -> Result<Applied> {
+        self.check_quota(&request).await?;
+        self.propose_unchecked(request).await
+    }
+
+    /// Refuses `request` if the backend has no room for it, after raising
+    /// this member's NOSPACE alarm (once: an active alarm is not proposed again).
+    async fn check_quota(&self, request: &Request) -> Result<()> {
+        let cost = alarm::cost(request);
+        if cost == 0 || self.quota.has_room(self.store.db_size_bytes(), cost) {
+            return Ok(());
+        }
+        if !self.alarms.has(self.member_id, AlarmType::Nospace) {
+            let activate = Request::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.member_id,
+                alarm: AlarmType::Nospace as i32,
+            });
+            // The refusal stands whether or not the alarm got through; a
+            // later write tries again.
+            if let Err(e) = self.propose_unchecked(activate).await {
+                tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
+            }
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// Replicates `request` through raft without the quota check.
+    async fn propose_unchecked(&self, request: Request) -> Result<Applied> {
         let id = self.ids.next();
         let data = InternalRaftRequest {
             id,

@@ -14,7 +14,7 @@
 //! backend in one durable transaction (`Store::install_snapshot`, keeping this
 //! member's own id, which the leader's copy holds for the leader), and then
 //! everything derived from the backend follows it: the member list is
-//! re-read (`RaftCluster::reload`), the lessor is rebuilt from
+//! re-read (`RaftCluster::reload`), so are the alarms, the lessor is rebuilt from
 //! the leases in the new backend, watchers catch up from the backend (the
 //! dispatcher unsyncs them, as etcd moves them to its unsynced group), the
 //! applied index moves to the snapshot's consistent index and raft learns it
@@ -215,6 +215,7 @@ pub fn install(applier: &Applier, snapshot: &Snapshot) -> anyhow::Result<Snapsho
     let fresh = lease::restore(&applier.store, applier.lessor_config)?;
     *applier.lessor.lock() = fresh;
     applier.cluster.reload(&applier.store)?;
+    applier.alarms.reload(&applier.store)?;
     applier.watch.history_replaced();
     metrics::PROPOSALS_APPLIED.set(i64::try_from(info.consistent_index).unwrap_or(i64::MAX));
     applier.applied.send_replace(info.consistent_index);

@@ -1,9 +1,11 @@
 //! The Maintenance service: Status, HashKV, Hash, Alarm and Defragment.
 //!
+//! Alarm ACTIVATE and DEACTIVATE go through raft and answer what applying
+//! them reports (`crate::alarm`); GET reads the applied alarms after a
+//! linearizable read barrier, where etcd puts a raft entry in the log.
+//! Status lists the active alarms in `errors` as etcd does.
+//!
 //! Caveats:
-//! - No alarm state exists yet (no quota, no corruption check), so GET lists
-//!   no alarms and ACTIVATE / DEACTIVATE are accepted and answered with an
-//!   empty list.
 //! - Defragment answers success without work: redb reuses freed pages and
 //!   shrinks its file on its own, so there is nothing to rewrite.
 //! - Hash is the same CRC-32C as HashKV at the current revision: etcd hashes
@@ -17,16 +19,16 @@
 use std::sync::Arc;
 
 use retcd_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, StatusRequest, StatusResponse,
-    maintenance_server::Maintenance,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, internal_raft_request, maintenance_server::Maintenance,
 };
 use tonic::{Request, Response, Status};
 
 use crate::config::ETCD_VERSION;
 use crate::error::Error;
-use crate::server::EtcdServer;
+use crate::server::{Applied, EtcdServer};
 
 /// Serves etcd's Maintenance API from the server core.
 #[derive(Clone)]
@@ -49,11 +51,32 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let req = req.into_inner();
+        let alarms = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => {
+                self.server.linearizable_read_barrier().await?;
+                self.server.alarms.list(req.alarm)
+            }
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                match self
+                    .server
+                    .propose(internal_raft_request::Request::Alarm(req))
+                    .await?
+                {
+                    Applied::Alarm(alarms) => alarms,
+                    other => {
+                        panic!("apply returned a response of another request kind: {other:?}")
+                    }
+                }
+            }
+            // etcd applies an unknown action as a no-op.
+            Err(_) => Vec::new(),
+        };
         // etcd answers alarm requests without a header (clients print `{}`).
         Ok(Response::new(AlarmResponse {
             header: None,
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -63,6 +86,17 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let store = &self.server.store;
         let raft = self.server.raft.status();
+        let mut errors = Vec::new();
+        if raft.leader_id == 0 {
+            errors.push(Error::NoLeader.to_string());
+        }
+        errors.extend(
+            self.server
+                .alarms
+                .list(AlarmType::None as i32)
+                .iter()
+                .map(crate::alarm::status_text),
+        );
         Ok(Response::new(StatusResponse {
             header: Some(self.server.header(store.current_revision())),
             version: ETCD_VERSION.to_string(),
@@ -71,7 +105,7 @@ impl Maintenance for MaintenanceService {
             raft_index: raft.commit_index,
             raft_term: raft.term,
             raft_applied_index: self.server.applied_index(),
-            errors: Vec::new(),
+            errors,
             db_size_in_use: i64::try_from(store.db_size_in_use_bytes()).unwrap_or(i64::MAX),
             is_learner: raft.is_learner,
         }))
