@@ -1,0 +1,221 @@
+//! Differential: `--quota-backend-bytes` and the NOSPACE alarm.
+//!
+//! Both servers start with a 1 MiB quota and take 100 KiB puts until one is
+//! refused. How many fit differs (bbolt's and redb's files grow differently),
+//! so only "both refuse within a bound" is asserted; everything after the
+//! first refusal must match step by step: the error texts, `alarm list`, what
+//! still works (get, delete, delete-only and get-only txns, compaction) and
+//! what is refused (put, txn put, lease grant), the gateway's alarm list,
+//! `endpoint status`'s errors, `alarm disarm` and the re-raise that follows
+//! while the backend is still too big, and the alarm after a restart.
+//!
+//! Member ids differ between the two servers (different member names) and
+//! appear in decimal in alarm outputs, so they are masked here on top of the
+//! harness's masking.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use retcd_tests::{CtlOutput, Server, Step, mask, step};
+
+/// The quota both servers run with.
+const QUOTA_BYTES: u64 = 1 << 20;
+/// Size of each value put to fill the backend.
+const VALUE_BYTES: usize = 100 * 1024;
+/// Most puts either server may take before it must refuse one.
+const MAX_FILL_PUTS: usize = 40;
+/// etcdctl's line for a refused write.
+const NO_SPACE: &str = "Error: etcdserver: mvcc: database space exceeded";
+
+/// Decimal member ids in alarm outputs: `memberID:N` and `"memberID":N`.
+static MEMBER_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"("?memberID"?:"?)\d+"#).expect("valid pattern"));
+
+/// The harness's masking plus decimal member ids.
+fn masked(output: CtlOutput) -> CtlOutput {
+    let m = |text: &str| MEMBER_ID.replace_all(&mask(text), "$1<id>").into_owned();
+    CtlOutput {
+        stdout: m(&output.stdout),
+        stderr: m(&output.stderr),
+        code: output.code,
+    }
+}
+
+/// Runs `steps` on both servers; panics listing every step whose masked
+/// output differs. Returns the reference's masked outputs.
+fn compare(reference: &Server, ours: &Server, steps: &[Step]) -> Vec<CtlOutput> {
+    let mut mismatches = String::new();
+    let mut outputs = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let want = masked(s.run(reference));
+        let got = masked(s.run(ours));
+        assert!(
+            matches!(want.code, 0 | 1) && !want.stderr.contains("panic:"),
+            "script error at `{}`: {want:#?}",
+            s.display()
+        );
+        if want != got {
+            mismatches.push_str(&format!(
+                "step {i}: {}\n--- reference\n{want:#?}\n--- ours\n{got:#?}\n",
+                s.display()
+            ));
+        }
+        outputs.push(want);
+    }
+    assert!(
+        mismatches.is_empty(),
+        "ours differs from the reference:\n{mismatches}"
+    );
+    outputs
+}
+
+/// Puts 100 KiB values into `server` until one is refused; returns how many
+/// were accepted.
+fn fill(server: &Server) -> usize {
+    let value = "v".repeat(VALUE_BYTES);
+    for n in 0..MAX_FILL_PUTS {
+        let out = server.etcdctl(&["put", &format!("key{n}"), &value]);
+        if out.code != 0 {
+            assert_eq!(out.code, 1, "{} put {n}: {out:#?}", server.name());
+            assert!(
+                out.stderr.contains(NO_SPACE),
+                "{} put {n} failed otherwise: {out:#?}",
+                server.name()
+            );
+            return n;
+        }
+    }
+    panic!(
+        "{} accepted {MAX_FILL_PUTS} puts of {VALUE_BYTES} bytes under a {QUOTA_BYTES}-byte quota",
+        server.name()
+    );
+}
+
+/// The `errors` of `endpoint status -w json`, member ids masked.
+fn status_errors(server: &Server) -> Vec<String> {
+    let out = server.etcdctl(&["endpoint", "status", "-w", "json"]);
+    out.assert_success();
+    let parsed: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {}", out.stdout));
+    parsed[0]["Status"]["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    MEMBER_ID
+                        .replace_all(e.as_str().unwrap(), "$1<id>")
+                        .into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A txn read from stdin: no compares, `ops` in the success branch.
+fn txn(ops: &[&str]) -> Step {
+    step("txn").stdin(format!("\n{}\n\n\n", ops.join("\n")))
+}
+
+#[test]
+fn nospace_alarm_matches_reference() {
+    let quota = QUOTA_BYTES.to_string();
+    let (mut reference, mut ours) = Server::pair(&["--quota-backend-bytes", &quota]);
+    let (filled_reference, filled_ours) = (fill(&reference), fill(&ours));
+    eprintln!("puts accepted: reference {filled_reference}, ours {filled_ours}");
+    assert!(filled_ours > 0 && filled_reference > 0);
+
+    let steps = [
+        step("alarm list"),
+        step("alarm list -w json"),
+        step("get key1 --keys-only"),
+        step("del key1"),
+        step("put small x"),
+        txn(&["put t x"]),
+        txn(&["del key2", "put t x"]),
+        txn(&["get key2 --keys-only"]),
+        txn(&["del key2"]),
+        step("lease grant 10"),
+        step("compact 2"),
+        step("alarm list"),
+    ];
+    let out = compare(&reference, &ours, &steps);
+    assert_eq!(out[0].stdout, "memberID:<id> alarm:NOSPACE \n");
+    assert_eq!(
+        out[1].stdout,
+        "{\"alarms\":[{\"memberID\":<id>,\"alarm\":1}]}\n"
+    );
+    assert_eq!(out[3].stdout, "1\n", "delete works under the alarm");
+    for refused in [4, 5, 6] {
+        assert!(
+            out[refused].stderr.contains(NO_SPACE),
+            "{:#?}",
+            out[refused]
+        );
+    }
+    assert!(out[7].stdout.starts_with("SUCCESS"), "{:#?}", out[7]);
+    assert_eq!(out[8].stdout, "SUCCESS\n\n1\n", "a delete-only txn applies");
+    assert!(
+        out[9]
+            .stderr
+            .contains("failed to grant lease (etcdserver: mvcc: database space exceeded)"),
+        "{:#?}",
+        out[9]
+    );
+
+    // The gateway and endpoint status show the same alarm.
+    let gateway = |s: &Server| {
+        let body = s.http_post("/v3/maintenance/alarm", "{}").text();
+        MEMBER_ID.replace_all(&body, "$1<id>").into_owned()
+    };
+    assert_eq!(gateway(&ours), gateway(&reference));
+    assert_eq!(
+        gateway(&ours),
+        r#"{"alarms":[{"memberID":"<id>","alarm":"NOSPACE"}]}"#
+    );
+    assert_eq!(status_errors(&ours), status_errors(&reference));
+    assert_eq!(status_errors(&ours), ["memberID:<id> alarm:NOSPACE "]);
+
+    // Disarming answers the alarm; the backend is still over the quota, so
+    // the next write raises it again.
+    let steps = [
+        step("alarm disarm"),
+        step("alarm list"),
+        step("alarm disarm -w json"),
+        step("put small x"),
+        step("alarm list"),
+    ];
+    let out = compare(&reference, &ours, &steps);
+    assert_eq!(out[0].stdout, "memberID:<id> alarm:NOSPACE \n");
+    assert_eq!(out[1].stdout, "");
+    assert_eq!(out[2].stdout, "{}\n");
+    assert!(out[3].stderr.contains(NO_SPACE), "{:#?}", out[3]);
+    assert_eq!(out[4].stdout, "memberID:<id> alarm:NOSPACE \n");
+
+    // The alarm is kept across a restart (kill -9: raft replays it if the
+    // backend had not made it durable yet).
+    reference.restart();
+    ours.restart();
+    let steps = [
+        step("alarm list"),
+        step("put small x"),
+        step("get key2 --keys-only"),
+    ];
+    let out = compare(&reference, &ours, &steps);
+    assert_eq!(out[0].stdout, "memberID:<id> alarm:NOSPACE \n");
+    assert!(out[1].stderr.contains(NO_SPACE), "{:#?}", out[1]);
+    assert_eq!(status_errors(&ours), status_errors(&reference));
+}
+
+#[test]
+fn negative_quota_is_accepted_and_raises_no_alarm() {
+    let (reference, ours) = Server::pair(&["--quota-backend-bytes", "-1"]);
+    let value = "v".repeat(VALUE_BYTES);
+    let mut steps: Vec<Step> = (0..15)
+        .map(|n| Step::from_args(&["put", &format!("key{n}"), &value]))
+        .collect();
+    steps.push(step("alarm list"));
+    let out = compare(&reference, &ours, &steps);
+    assert!(out.iter().all(|o| o.code == 0), "{out:#?}");
+    assert_eq!(out.last().map(|o| o.stdout.as_str()), Some(""));
+}
