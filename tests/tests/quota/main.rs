@@ -9,6 +9,9 @@
 //! `endpoint status`'s errors, `alarm disarm` and the re-raise that follows
 //! while the backend is still too big, and the alarm after a restart.
 //!
+//! A last test checks that in a cluster of ours the alarm one member raises
+//! is applied, refused against and disarmed on every member.
+//!
 //! Member ids differ between the two servers (different member names) and
 //! appear in decimal in alarm outputs, so they are masked here on top of the
 //! harness's masking.
@@ -16,7 +19,8 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use retcd_tests::{CtlOutput, Server, Step, mask, step};
+use retcd_tests::cluster::Cluster;
+use retcd_tests::{CtlOutput, Flavour, Server, Step, etcdctl, mask, step};
 
 /// The quota both servers run with.
 const QUOTA_BYTES: u64 = 1 << 20;
@@ -218,4 +222,36 @@ fn negative_quota_is_accepted_and_raises_no_alarm() {
     let out = compare(&reference, &ours, &steps);
     assert!(out.iter().all(|o| o.code == 0), "{out:#?}");
     assert_eq!(out.last().map(|o| o.stdout.as_str()), Some(""));
+}
+
+#[test]
+fn an_alarm_raised_on_one_member_holds_on_every_member() {
+    let quota = QUOTA_BYTES.to_string();
+    let cluster = Cluster::start_with(Flavour::Ours, 3, &["--quota-backend-bytes", &quota]);
+    let ctl = |i: usize, args: &[&str]| etcdctl::run(cluster.member(i).client_port(), args, None);
+    let value = "v".repeat(VALUE_BYTES);
+    let refused_after = (0..MAX_FILL_PUTS)
+        .find(|n| ctl(0, &["put", &format!("key{n}"), &value]).code != 0)
+        .expect("member 0 refuses a put before the bound");
+    assert!(refused_after > 0);
+
+    // Alarm list is a linearizable read: every member answers the same.
+    let lists: Vec<String> = (0..3).map(|i| ctl(i, &["alarm", "list"]).stdout).collect();
+    assert!(lists[0].ends_with(" alarm:NOSPACE \n"), "{lists:?}");
+    assert!(lists.iter().all(|l| *l == lists[0]), "{lists:?}");
+
+    // Every member refuses a put, even one whose request is small.
+    for i in 0..3 {
+        let out = ctl(i, &["put", "small", "x"]);
+        assert!(out.stderr.contains(NO_SPACE), "member {i}: {out:#?}");
+        let got = ctl(i, &["get", "key0", "--keys-only"]);
+        assert_eq!(got.stdout, "key0\n\n", "member {i}: {got:#?}");
+    }
+
+    let disarmed = ctl(1, &["alarm", "disarm"]);
+    disarmed.assert_success();
+    assert!(disarmed.stdout.contains("alarm:NOSPACE"), "{disarmed:#?}");
+    for i in 0..3 {
+        assert_eq!(ctl(i, &["alarm", "list"]).stdout, "", "member {i}");
+    }
 }
