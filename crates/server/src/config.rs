@@ -3,15 +3,24 @@
 //!
 //! Precedence follows etcd: when `--config-file` (or `ETCD_CONFIG_FILE`) is
 //! given, the file alone configures the server and other flags and variables
-//! are ignored. Otherwise each flag falls back to its environment variable and
-//! then to etcd's default. Defaults are etcd's, so a bare `./etcd` serves
-//! clients on localhost:2379 with its data in `./default.etcd`.
+//! are ignored (not even checked). Otherwise each flag falls back to its
+//! environment variable and then to etcd's default. How the command line and
+//! the variables are read (Go's flag syntax, conflicts, etcd's error texts)
+//! is `cmdline`'s business; this module turns the values into a checked
+//! [`Config`]. Defaults are etcd's, so a bare `./etcd` serves clients on
+//! localhost:2379 with its data in `./default.etcd`.
+//!
+//! - Without `--initial-cluster`, a member named other than `default`
+//!   bootstraps alone on its advertised peer URLs; one named `default` gets
+//!   etcd's `default=http://localhost:2380`, which the member's advertised peer
+//!   URLs must then match (etcd refuses the start otherwise, and so do we).
+//! - Checks run in etcd's order: log level, heartbeat, election timeout.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 /// The etcd API version this server reports to clients.
@@ -192,19 +201,128 @@ pub struct Config {
 /// etcd's default backend quota: 2 GiB.
 const DEFAULT_QUOTA_BACKEND_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
+/// etcd's default member name; a member so named gets [`DEFAULT_INITIAL_CLUSTER_URL`].
+const DEFAULT_NAME: &str = "default";
+
+/// The peer URL of etcd's default `--initial-cluster` (`default=http://localhost:2380`).
+const DEFAULT_INITIAL_CLUSTER_URL: &str = "http://localhost:2380";
+
+/// The longest election timeout etcd accepts, in milliseconds.
+const MAX_ELECTION_TIMEOUT_MS: u64 = 50_000;
+
+/// Default interval of watch progress notifications, used when the flag is zero or negative.
+const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Log levels etcd's logger knows (lower case only, as etcd).
+const LOG_LEVELS: [&str; 7] = ["debug", "info", "warn", "error", "dpanic", "panic", "fatal"];
+
+impl Flags {
+    /// Parses `args` (program name first) as clap would, but never consulting
+    /// the environment: the config-file path ignores `ETCD_*` variables, and
+    /// `cmdline` applies them itself with etcd's rules.
+    pub fn parse_without_env<I, T>(args: I) -> Result<Flags, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Flags::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)?;
+        Flags::from_arg_matches(&matches)
+    }
+
+    /// Reads etcd's YAML config file; keys it leaves out take etcd's defaults.
+    pub fn from_config_file(path: &std::path::Path) -> anyhow::Result<Flags> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("open {}: {}", path.display(), io_error_text(&e)))?;
+        let file: FileConfig = serde_yaml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        merge_file(file)
+    }
+}
+
+/// An I/O error as Go words it (`no such file or directory`), without Rust's `(os error N)`.
+fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Refuses a log level etcd's logger does not know, with etcd's words.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    if LOG_LEVELS.contains(&level) {
+        Ok(())
+    } else {
+        Err(format!("unknown level {level:?}"))
+    }
+}
+
+/// `--initial-cluster` when none was given: see the module docs.
+fn default_initial_cluster(
+    name: &str,
+    initial_advertise_peer_urls: &[String],
+) -> Vec<InitialMember> {
+    let peer_urls = if name == DEFAULT_NAME {
+        vec![DEFAULT_INITIAL_CLUSTER_URL.to_string()]
+    } else {
+        initial_advertise_peer_urls.to_vec()
+    };
+    vec![InitialMember {
+        name: name.to_string(),
+        peer_urls,
+    }]
+}
+
+/// The watch progress interval from its Go duration; zero or negative means the default.
+fn watch_progress_notify_interval(text: &str) -> anyhow::Result<Duration> {
+    let invalid =
+        || anyhow::anyhow!("invalid --experimental-watch-progress-notify-interval {text:?}");
+    if let Some(negative) = text.strip_prefix('-') {
+        parse_go_duration(negative).ok_or_else(invalid)?;
+        return Ok(DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL);
+    }
+    let interval = parse_go_duration(text.strip_prefix('+').unwrap_or(text)).ok_or_else(invalid)?;
+    Ok(if interval.is_zero() {
+        DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
+    } else {
+        interval
+    })
+}
+
 impl Config {
     /// Builds the configuration from parsed flags, reading the config file when one is named.
     pub fn from_flags(flags: Flags) -> anyhow::Result<Config> {
         let flags = match &flags.config_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                let file: FileConfig = serde_yaml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?;
-                merge_file(file)
-            }
+            Some(path) => Flags::from_config_file(path)?,
             None => flags,
         };
+        check_log_level(&flags.log_level).map_err(anyhow::Error::msg)?;
+        if flags.heartbeat_interval == 0 {
+            bail!(
+                "--heartbeat-interval must be >0 (set to {}ms)",
+                flags.heartbeat_interval
+            );
+        }
+        if flags.election_timeout < 5 * flags.heartbeat_interval {
+            bail!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                flags.election_timeout,
+                flags.heartbeat_interval
+            );
+        }
+        if flags.election_timeout > MAX_ELECTION_TIMEOUT_MS {
+            bail!(
+                "--election-timeout[{}ms] is too long, and should be set less than {MAX_ELECTION_TIMEOUT_MS}ms",
+                flags.election_timeout
+            );
+        }
+        if !matches!(flags.initial_cluster_state.as_str(), "new" | "existing") {
+            bail!("unexpected clusterState {:?}", flags.initial_cluster_state);
+        }
         let name = flags.name.clone();
         let data_dir = flags
             .data_dir
@@ -212,25 +330,9 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(format!("{name}.etcd")));
         let initial_advertise_peer_urls = split_urls(&flags.initial_advertise_peer_urls);
         let initial_cluster = match &flags.initial_cluster {
-            Some(spec) if !spec.is_empty() => parse_initial_cluster(spec)?,
-            _ => vec![InitialMember {
-                name: name.clone(),
-                peer_urls: initial_advertise_peer_urls.clone(),
-            }],
+            Some(spec) => parse_initial_cluster(spec)?,
+            None => default_initial_cluster(&name, &initial_advertise_peer_urls),
         };
-        if flags.heartbeat_interval == 0 || flags.election_timeout < 5 * flags.heartbeat_interval {
-            bail!(
-                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
-                flags.election_timeout,
-                flags.heartbeat_interval
-            );
-        }
-        if !matches!(flags.initial_cluster_state.as_str(), "new" | "existing") {
-            bail!(
-                "invalid value {:?} for --initial-cluster-state: valid values are \"new\", \"existing\"",
-                flags.initial_cluster_state
-            );
-        }
         Ok(Config {
             name,
             data_dir,
@@ -244,7 +346,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(flags.heartbeat_interval),
             election_timeout: Duration::from_millis(flags.election_timeout),
             snapshot_count: flags.snapshot_count,
-            quota_backend_bytes: if flags.quota_backend_bytes == 0 {
+            quota_backend_bytes: if flags.quota_backend_bytes <= 0 {
                 DEFAULT_QUOTA_BACKEND_BYTES
             } else {
                 flags.quota_backend_bytes
@@ -252,24 +354,18 @@ impl Config {
             max_request_bytes: usize::try_from(flags.max_request_bytes)?,
             max_txn_ops: usize::try_from(flags.max_txn_ops)?,
             log_level: flags.log_level,
-            watch_progress_notify_interval: parse_go_duration(
+            watch_progress_notify_interval: watch_progress_notify_interval(
                 &flags.experimental_watch_progress_notify_interval,
-            )
-            .filter(|d| !d.is_zero())
-            .with_context(|| {
-                format!(
-                    "invalid --experimental-watch-progress-notify-interval {:?}",
-                    flags.experimental_watch_progress_notify_interval
-                )
-            })?,
+            )?,
         })
     }
 }
 
-/// Fills flags from the config file, defaulting what the file leaves out.
-fn merge_file(file: FileConfig) -> Flags {
-    let defaults = Flags::parse_from(["etcd"]);
-    Flags {
+/// Fills flags from the config file, defaulting what the file leaves out
+/// (etcd's defaults, never the environment).
+fn merge_file(file: FileConfig) -> anyhow::Result<Flags> {
+    let defaults = Flags::parse_without_env(["etcd"])?;
+    Ok(Flags {
         name: file.name.unwrap_or(defaults.name),
         data_dir: file.data_dir.or(defaults.data_dir),
         listen_client_urls: file
@@ -305,7 +401,7 @@ fn merge_file(file: FileConfig) -> Flags {
             .unwrap_or(defaults.experimental_watch_progress_notify_interval),
         config_file: None,
         version: false,
-    }
+    })
 }
 
 /// Parses a Go duration (`1h2m3.5s`, `500ms`, `10us`); None if malformed.
@@ -410,7 +506,7 @@ mod tests {
 
     #[test]
     fn defaults_match_etcd() {
-        let cfg = Config::from_flags(Flags::parse_from(["etcd"])).unwrap();
+        let cfg = from_args(&[]).unwrap();
         assert_eq!(cfg.name, "default");
         assert_eq!(cfg.data_dir, PathBuf::from("default.etcd"));
         assert_eq!(cfg.listen_client_urls, vec!["http://localhost:2379"]);
@@ -429,7 +525,7 @@ mod tests {
 
     #[test]
     fn data_dir_follows_name() {
-        let cfg = Config::from_flags(Flags::parse_from(["etcd", "--name", "infra1"])).unwrap();
+        let cfg = from_args(&["--name", "infra1"]).unwrap();
         assert_eq!(cfg.data_dir, PathBuf::from("infra1.etcd"));
     }
 
@@ -454,13 +550,14 @@ mod tests {
             "name: n1\ndata-dir: /tmp/x\nmax-txn-ops: 7\nlisten-client-urls: http://127.0.0.1:3000\n",
         )
         .unwrap();
-        let flags = Flags::parse_from([
+        let flags = Flags::parse_without_env([
             "etcd",
             "--name",
             "ignored",
             "--config-file",
             path.to_str().unwrap(),
-        ]);
+        ])
+        .unwrap();
         let cfg = Config::from_flags(flags).unwrap();
         assert_eq!(cfg.name, "n1");
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
@@ -468,15 +565,150 @@ mod tests {
         assert_eq!(cfg.listen_client_urls, vec!["http://127.0.0.1:3000"]);
     }
 
+    /// The configuration `args` give, the environment left out.
+    fn from_args(args: &[&str]) -> anyhow::Result<Config> {
+        let flags = Flags::parse_without_env(std::iter::once("etcd").chain(args.iter().copied()))?;
+        Config::from_flags(flags)
+    }
+
     #[test]
-    fn election_timeout_must_cover_heartbeats() {
-        let flags = Flags::parse_from([
-            "etcd",
-            "--heartbeat-interval",
-            "100",
-            "--election-timeout",
-            "200",
-        ]);
-        assert!(Config::from_flags(flags).is_err());
+    fn checks_refuse_what_etcd_refuses() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (
+                &["--heartbeat-interval", "100", "--election-timeout", "500"],
+                None,
+            ),
+            (&["--election-timeout", "50000"], None),
+            (
+                &["--heartbeat-interval", "100", "--election-timeout", "200"],
+                Some(
+                    "--election-timeout[200ms] should be at least as 5 times as --heartbeat-interval[100ms]",
+                ),
+            ),
+            (
+                &["--heartbeat-interval", "0", "--election-timeout", "60000"],
+                Some("--heartbeat-interval must be >0 (set to 0ms)"),
+            ),
+            (
+                &[
+                    "--election-timeout",
+                    "60000",
+                    "--heartbeat-interval",
+                    "20000",
+                ],
+                Some("--election-timeout[60000ms] should be at least as 5 times"),
+            ),
+            (
+                &["--election-timeout", "60000"],
+                Some(
+                    "--election-timeout[60000ms] is too long, and should be set less than 50000ms",
+                ),
+            ),
+            (
+                &["--log-level", "bogus", "--heartbeat-interval", "0"],
+                Some("unknown level \"bogus\""),
+            ),
+            (&["--log-level", "DEBUG"], Some("unknown level \"DEBUG\"")),
+            (&["--log-level", "dpanic"], None),
+            (
+                &["--initial-cluster-state", "weird"],
+                Some("unexpected clusterState \"weird\""),
+            ),
+            (
+                &["--experimental-watch-progress-notify-interval", "x"],
+                Some("invalid --experimental-watch-progress-notify-interval"),
+            ),
+        ];
+        for &(args, want) in cases {
+            match (from_args(args), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(text)) => assert!(e.to_string().contains(text), "{args:?}: {e}"),
+                (got, want) => panic!("{args:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn initial_cluster_defaults_as_etcds() {
+        let apu = ["--initial-advertise-peer-urls", "http://127.0.0.1:9"];
+        // (flags, expected name=urls of the one member; None: no member)
+        type Case<'a> = (Vec<&'a str>, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (vec![], Some(("default", "http://localhost:2380"))),
+            (apu.to_vec(), Some(("default", "http://localhost:2380"))),
+            (
+                [&["--name", "default"][..], &apu].concat(),
+                Some(("default", "http://localhost:2380")),
+            ),
+            (
+                [&["--name", "me"][..], &apu].concat(),
+                Some(("me", "http://127.0.0.1:9")),
+            ),
+            (vec!["--name", "me"], Some(("me", "http://localhost:2380"))),
+            (
+                [&["--initial-cluster", "x=http://1.2.3.4:5"][..], &apu].concat(),
+                Some(("x", "http://1.2.3.4:5")),
+            ),
+            (vec!["--initial-cluster", ""], None),
+        ];
+        for (args, want) in cases {
+            let cfg = from_args(args).unwrap();
+            let want: Vec<InitialMember> = want
+                .iter()
+                .map(|(name, url)| InitialMember {
+                    name: name.to_string(),
+                    peer_urls: vec![url.to_string()],
+                })
+                .collect();
+            assert_eq!(cfg.initial_cluster, want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_config_file_without_initial_cluster_defaults_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "name: n1\ninitial-advertise-peer-urls: http://127.0.0.1:9\n",
+                "n1",
+                "http://127.0.0.1:9",
+            ),
+            (
+                "initial-advertise-peer-urls: http://127.0.0.1:9\n",
+                "default",
+                "http://localhost:2380",
+            ),
+        ];
+        for (yaml, name, url) in cases {
+            let path = dir.path().join("etcd.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            let cfg = Config::from_flags(Flags::from_config_file(&path).unwrap()).unwrap();
+            assert_eq!(
+                cfg.initial_cluster,
+                vec![InitialMember {
+                    name: name.into(),
+                    peer_urls: vec![url.into()]
+                }],
+                "{yaml}"
+            );
+        }
+        let missing = Flags::from_config_file(&dir.path().join("missing.yaml")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .ends_with("missing.yaml: no such file or directory"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn watch_progress_interval_zero_or_negative_is_the_default() {
+        for (text, secs) in [("5s", 5), ("0", 600), ("-1s", 600), ("+2s", 2)] {
+            assert_eq!(
+                watch_progress_notify_interval(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod backend_flush;
+pub mod cmdline;
 pub mod config;
 pub mod error;
 pub mod fault;
