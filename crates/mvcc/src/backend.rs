@@ -36,6 +36,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use prost::Message;
@@ -107,6 +108,9 @@ pub(crate) struct Backend {
     /// Serializes writes to redb (flushes, compaction chunks, installs);
     /// appends to the overlay never wait for it.
     flushing: Mutex<()>,
+    /// The file's size in bytes as of the last write to redb; only those
+    /// change it, so asking costs no system call.
+    size: AtomicU64,
 }
 
 impl Backend {
@@ -119,12 +123,21 @@ impl Backend {
         txn.open_table(META)?;
         txn.open_table(SERVER_META)?;
         txn.commit()?;
-        Ok(Backend {
+        let backend = Backend {
             db,
             path: path.to_path_buf(),
             overlay: Mutex::new(Arc::new(Overlay::default())),
             flushing: Mutex::new(()),
-        })
+            size: AtomicU64::new(0),
+        };
+        backend.note_size();
+        Ok(backend)
+    }
+
+    /// Records the file's size after a write to redb.
+    fn note_size(&self) {
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        self.size.store(size, Ordering::Relaxed);
     }
 
     /// The overlay and a redb read transaction that together hold exactly
@@ -210,6 +223,7 @@ impl Backend {
         if durable {
             self.begin_write(true)?.commit()?;
         }
+        self.note_size();
         Ok(())
     }
 
@@ -255,6 +269,7 @@ impl Backend {
                 .insert(FINISHED_COMPACT, target as u64)?;
         }
         txn.commit()?;
+        self.note_size();
         Ok((next, removed))
     }
 
@@ -316,6 +331,7 @@ impl Backend {
         // store's writer lock, so nothing was appended since.
         let _readers = self.overlay.lock();
         txn.commit()?;
+        self.note_size();
         Ok(meta)
     }
 
@@ -324,9 +340,9 @@ impl Backend {
         &self.path
     }
 
-    /// Size of the database file in bytes.
+    /// Size of the database file in bytes, as of the last write to redb.
     pub fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        self.size.load(Ordering::Relaxed)
     }
 
     /// Starts a write transaction with the given durability.
