@@ -584,7 +584,7 @@ mod tests {
             ("--name=x -max-txn-ops=3", "x", 3, 2 << 30),
             ("--max-txn-ops 3 --max-txn-ops 5", "default", 5, 2 << 30),
             ("-name a -name b", "b", 128, 2 << 30),
-            ("--quota-backend-bytes -1", "default", 128, 2 << 30),
+            ("--quota-backend-bytes -1", "default", 128, -1),
             ("--quota-backend-bytes 0x100000", "default", 128, 1 << 20),
             ("--max-txn-ops 0x10", "default", 16, 2 << 30),
             ("--name=a=b", "a=b", 128, 2 << 30),
@@ -803,6 +803,7 @@ mod tests {
         );
         assert_eq!((cfg.name.as_str(), cfg.max_txn_ops), ("n1", 7));
         assert_eq!(cfg.snapshot_count, 16);
+        assert_eq!(cfg.quota_backend_bytes, -1, "negative: no quota");
         // An empty variable is ignored, with a warning.
         let Ok(Invocation::Run { config, notes }) = run("", &[("ETCD_MAX_TXN_OPS", "")]) else {
             panic!("refused");

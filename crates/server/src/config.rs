@@ -346,7 +346,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(flags.heartbeat_interval),
             election_timeout: Duration::from_millis(flags.election_timeout),
             snapshot_count: flags.snapshot_count,
-            quota_backend_bytes: if flags.quota_backend_bytes <= 0 {
+            quota_backend_bytes: if flags.quota_backend_bytes == 0 {
                 DEFAULT_QUOTA_BACKEND_BYTES
             } else {
                 flags.quota_backend_bytes
