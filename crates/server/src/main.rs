@@ -41,11 +41,11 @@ fn main() -> ExitCode {
     let (cfg, notes) = match cmdline::load(&args, &env) {
         Ok(Invocation::Run { config, notes }) => (*config, notes),
         Ok(Invocation::Help { long }) => {
-            let mut command = Flags::command();
-            let printed = if long {
-                command.print_long_help()
-            } else {
-                command.print_help()
+            // clap renders the help exactly as its own `-h`/`--help` would.
+            let flag = if long { "--help" } else { "-h" };
+            let printed = match Flags::command().try_get_matches_from(["etcd", flag]) {
+                Err(help) => help.print(),
+                Ok(_) => Ok(()),
             };
             return if printed.is_ok() {
                 ExitCode::SUCCESS
