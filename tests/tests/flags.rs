@@ -256,6 +256,15 @@ fn a_variable_shadowed_by_a_flag_is_fatal() {
     assert_both_refuse(&args, &[("ETCD_NAME", "x")], 1, text);
     // Set but empty still conflicts.
     assert_both_refuse(&args, &[("ETCD_NAME", "")], 1, text);
+    // The first conflict in the environment's order is reported (`Command`
+    // hands the child its variables sorted by name).
+    args.extend(words("--max-txn-ops 3"));
+    assert_both_refuse(
+        &args,
+        &[("ETCD_NAME", "x"), ("ETCD_MAX_TXN_OPS", "1")],
+        1,
+        "conflicting environment variable \"ETCD_MAX_TXN_OPS\"",
+    );
 }
 
 #[test]

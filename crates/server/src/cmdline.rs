@@ -303,43 +303,67 @@ fn scan(specs: &[Spec], args: &[String]) -> Result<Scan, CmdlineError> {
 
 /// Fills flags missing from the command line from `ETCD_*` variables, as
 /// etcd's `pkg/flags` does; returns the notes to log.
+///
+/// Like etcd, a bad value does not stop the reading: the last bad variable in
+/// flag order is the one reported, and only after the whole environment, in
+/// its own order, was checked for variables shadowed by a flag (fatal).
 fn apply_env(
     specs: &[Spec],
     values: &mut Values,
-    env: &BTreeMap<String, String>,
+    env: &[(String, String)],
 ) -> Result<Vec<Note>, CmdlineError> {
-    // Every conflict is fatal before any variable is read.
-    for spec in specs {
-        let var = spec.env_var();
-        if env.contains_key(&var) && values.contains_key(&spec.name) {
-            return Err(CmdlineError::EnvConflict(var));
-        }
-    }
+    let on_command_line: Vec<String> = specs
+        .iter()
+        .filter(|spec| values.contains_key(&spec.name))
+        .map(Spec::env_var)
+        .collect();
     let mut notes = Vec::new();
     let mut used = Vec::new();
+    let mut bad_value = None;
     for spec in specs {
+        if values.contains_key(&spec.name) {
+            continue;
+        }
         let var = spec.env_var();
-        let Some(value) = env.get(&var).filter(|v| !v.is_empty()) else {
+        let Some(value) = env_value(env, &var).filter(|v| !v.is_empty()) else {
             continue;
         };
-        let checked = spec
-            .kind
-            .check(value)
-            .map_err(|e| CmdlineError::Verify(format!("invalid value {value:?} for {var}: {e}")))?;
-        values.insert(spec.name.clone(), checked);
-        notes.push(Note::Info(format!(
-            "recognized and used environment variable {var}={value}"
-        )));
-        used.push(var);
+        used.push(var.clone());
+        match spec.kind.check(value) {
+            Ok(checked) => {
+                values.insert(spec.name.clone(), checked);
+                notes.push(Note::Info(format!(
+                    "recognized and used environment variable {var}={value}"
+                )));
+            }
+            Err(e) => {
+                bad_value = Some(CmdlineError::Verify(format!(
+                    "invalid value {value:?} for {var}: {e}"
+                )));
+            }
+        }
     }
-    for (var, value) in env {
-        if var.starts_with(ENV_PREFIX) && !used.contains(var) {
+    for (var, value) in env.iter().filter(|(var, _)| var.starts_with(ENV_PREFIX)) {
+        if on_command_line.contains(var) {
+            return Err(CmdlineError::EnvConflict(var.clone()));
+        }
+        if !used.contains(var) {
             notes.push(Note::Warn(format!(
                 "unrecognized environment variable {var}={value}"
             )));
         }
     }
-    Ok(notes)
+    match bad_value {
+        Some(e) => Err(e),
+        None => Ok(notes),
+    }
+}
+
+/// The value of `var` in `env`, if set.
+fn env_value<'a>(env: &'a [(String, String)], var: &str) -> Option<&'a str> {
+    env.iter()
+        .find(|(name, _)| name == var)
+        .map(|(_, value)| value.as_str())
 }
 
 /// `config::Flags` holding `values`, etcd's defaults elsewhere.
@@ -361,8 +385,8 @@ fn flags_from_values(specs: &[Spec], values: &Values) -> Result<Flags, CmdlineEr
 }
 
 /// Reads etcd's command line: `args` without the program name, `env` the
-/// process environment.
-pub fn load(args: &[String], env: &BTreeMap<String, String>) -> Result<Invocation, CmdlineError> {
+/// process environment in its order.
+pub fn load(args: &[String], env: &[(String, String)]) -> Result<Invocation, CmdlineError> {
     let specs = specs();
     let (mut values, rest) = match scan(&specs, args)? {
         Scan::Help { long } => return Ok(Invocation::Help { long }),
@@ -378,7 +402,8 @@ pub fn load(args: &[String], env: &BTreeMap<String, String>) -> Result<Invocatio
     }
     let config_file = values
         .get("config-file")
-        .or_else(|| env.get("ETCD_CONFIG_FILE"))
+        .map(String::as_str)
+        .or_else(|| env_value(env, "ETCD_CONFIG_FILE"))
         .filter(|path| !path.is_empty())
         .map(PathBuf::from);
     let (flags, notes) = match config_file {
@@ -502,7 +527,7 @@ mod tests {
     /// Runs `load` on a command line given as one string, with `env`.
     fn run(line: &str, env: &[(&str, &str)]) -> Result<Invocation, CmdlineError> {
         let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-        let env = env
+        let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
@@ -823,6 +848,12 @@ mod tests {
                 Note::Warn("unrecognized environment variable ETCD_BOGUS=1".into()),
             ]
         );
+        // Variables that are not etcd's are none of its business.
+        let Ok(Invocation::Run { notes, .. }) = run("", &[("PATH", "/bin"), ("ETCDCTL_API", "3")])
+        else {
+            panic!("refused");
+        };
+        assert_eq!(notes, vec![]);
     }
 
     #[test]

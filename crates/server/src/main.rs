@@ -7,7 +7,6 @@
 //! the signal itself after a clean stop on SIGINT/SIGTERM (the shell sees
 //! 130/143), like a Go program that re-raises the signal it caught.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let env: BTreeMap<String, String> = std::env::vars_os()
+    let env: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| {
             (
                 k.to_string_lossy().into_owned(),
