@@ -169,3 +169,32 @@ async fn ignore_value_and_lease_need_an_existing_key() {
         (&b"v"[..], 3, 2)
     );
 }
+
+#[tokio::test]
+async fn a_nested_txn_gets_what_its_parent_left_like_reference() {
+    // The parent's success branch holds two ops (a range and the nested
+    // txn), which leaves 126 of the default 128 to the nested txn.
+    let puts = |n: usize| -> Vec<TxnOp> {
+        (0..n)
+            .map(|i| TxnOp::put(format!("k{i}"), "v", None))
+            .collect()
+    };
+    let nested = |n: usize| {
+        Txn::new().and_then([
+            TxnOp::get("r", None),
+            TxnOp::txn(Txn::new().and_then(puts(n))),
+        ])
+    };
+    for server in [Server::reference(), Server::ours()] {
+        let mut client = connect(&server).await;
+        assert_eq!(
+            grpc_error(client.txn(nested(DEFAULT_MAX_TXN_OPS - 1)).await),
+            (Code::InvalidArgument, TOO_MANY_OPS.to_string()),
+            "{:?}",
+            server.flavour()
+        );
+        let fits = client.txn(nested(DEFAULT_MAX_TXN_OPS - 2)).await.unwrap();
+        assert!(fits.succeeded());
+        assert_eq!(fits.header().unwrap().revision(), 2);
+    }
+}

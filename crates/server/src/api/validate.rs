@@ -42,9 +42,16 @@ pub fn txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
     Ok(())
 }
 
-/// The size and per-op checks of a txn, recursively.
+/// The size and per-op checks of a txn, recursively. As in etcd, a nested
+/// txn may only use what its parent's largest part (compares, success or
+/// failure) left of `max_ops`.
 fn txn_shape(req: &TxnRequest, max_ops: usize) -> Result<()> {
-    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
+    let ops = req
+        .compare
+        .len()
+        .max(req.success.len())
+        .max(req.failure.len());
+    if ops > max_ops {
         return Err(Error::TooManyOps);
     }
     if req.compare.iter().any(|c| c.key.is_empty()) {
@@ -53,7 +60,7 @@ fn txn_shape(req: &TxnRequest, max_ops: usize) -> Result<()> {
     req.success
         .iter()
         .chain(&req.failure)
-        .try_for_each(|op| request_op(op, max_ops))
+        .try_for_each(|op| request_op(op, max_ops - ops))
 }
 
 /// Checks one op of a txn branch.
@@ -79,6 +86,30 @@ mod tests {
                 key: key.into(),
                 ..Default::default()
             })),
+        }
+    }
+
+    /// A txn whose success branch is a range and a txn of `puts` puts, as
+    /// etcd counts it: the parent's two ops leave `max_ops - 2`.
+    fn nested(puts: usize) -> TxnRequest {
+        let range = RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest {
+                key: b"r".to_vec(),
+                ..Default::default()
+            })),
+        };
+        let inner = TxnRequest {
+            success: (0..puts).map(|i| put_op(&format!("k{i}"))).collect(),
+            ..Default::default()
+        };
+        TxnRequest {
+            success: vec![
+                range,
+                RequestOp {
+                    request: Some(request_op::Request::RequestTxn(inner)),
+                },
+            ],
+            ..Default::default()
         }
     }
 
@@ -157,6 +188,16 @@ mod tests {
                 "nested empty key",
                 txn(&nested_empty_key, 4),
                 Some("etcdserver: key is not provided"),
+            ),
+            (
+                "nested txn over what its parent left",
+                txn(&nested(127), 128),
+                Some("etcdserver: too many operations in txn request"),
+            ),
+            (
+                "nested txn within what its parent left",
+                txn(&nested(126), 128),
+                None,
             ),
             (
                 "compare with an empty key",
