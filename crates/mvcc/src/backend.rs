@@ -79,7 +79,7 @@ pub(crate) struct Meta {
     pub consistent_index: u64,
     /// Raft term of the last applied entry.
     pub consistent_term: u64,
-    /// The latest compaction revision requested (0: none).
+    /// The latest compaction revision requested (-1: none yet).
     pub scheduled_compact: i64,
     /// The latest compaction revision whose rows are all removed (0: none).
     pub finished_compact: i64,
@@ -359,12 +359,13 @@ impl Backend {
 
 /// The counters stored in a `meta` table.
 fn read_meta(table: &ReadOnlyTable<&'static str, u64>) -> Result<Meta> {
-    let get = |k: &str| -> Result<u64> { Ok(table.get(k)?.map_or(0, |v| v.value())) };
+    let get = |k: &str| -> Result<Option<u64>> { Ok(table.get(k)?.map(|v| v.value())) };
     Ok(Meta {
-        consistent_index: get(CONSISTENT_INDEX)?,
-        consistent_term: get(CONSISTENT_TERM)?,
-        scheduled_compact: get(SCHEDULED_COMPACT)? as i64,
-        finished_compact: get(FINISHED_COMPACT)? as i64,
+        consistent_index: get(CONSISTENT_INDEX)?.unwrap_or(0),
+        consistent_term: get(CONSISTENT_TERM)?.unwrap_or(0),
+        // Never compacted is -1, as in etcd: a compaction at 0 is then allowed.
+        scheduled_compact: get(SCHEDULED_COMPACT)?.map_or(-1, |rev| rev as i64),
+        finished_compact: get(FINISHED_COMPACT)?.unwrap_or(0) as i64,
     })
 }
 

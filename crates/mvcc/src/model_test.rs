@@ -48,7 +48,7 @@ type State = BTreeMap<Vec<u8>, KeyValue>;
 struct Model {
     /// The key space after each revision, oldest first.
     states: Vec<State>,
-    /// The compaction revision (0: none).
+    /// The compaction revision (-1: none).
     compact: i64,
 }
 
@@ -200,7 +200,7 @@ fn run_model(seed: u64, steps: usize, dir: &std::path::Path) -> (Vec<Write>, Mod
     let mut store = Store::open(&path).unwrap();
     let mut model = Model {
         states: vec![State::new()],
-        compact: 0,
+        compact: -1,
     };
     let mut log = Vec::new();
     let mut step = 0;

@@ -119,7 +119,7 @@ impl Store {
         self.shared.current_rev.load(Ordering::Acquire)
     }
 
-    /// The last scheduled compaction revision (0 if none).
+    /// The last scheduled compaction revision (-1 if none, as in etcd).
     pub fn compact_revision(&self) -> i64 {
         self.shared.compact_rev.load(Ordering::Acquire)
     }
@@ -394,9 +394,7 @@ impl Reader {
             }
             Ok(())
         })?;
-        // etcd reports -1 until the first compaction.
-        let reported_compact = if compact > 0 { compact } else { -1 };
-        Ok((crc.finish(), reported_compact, at))
+        Ok((crc.finish(), compact, at))
     }
 
     /// Runs a read-only txn at this view; nested txns get an empty header,

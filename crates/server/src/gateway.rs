@@ -255,7 +255,8 @@ async fn metrics_text(State(g): State<Gateway>) -> Response {
     metrics::DB_TOTAL_SIZE.set(store.db_size_bytes() as i64);
     metrics::DB_TOTAL_SIZE_IN_USE.set(store.db_size_in_use_bytes() as i64);
     metrics::CURRENT_REVISION.set(store.current_revision());
-    metrics::COMPACT_REVISION.set(store.compact_revision());
+    // -1 until the first compaction; etcd's gauge starts at 0.
+    metrics::COMPACT_REVISION.set(store.compact_revision().max(0));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -67,3 +67,27 @@ fn compaction_matches_reference() {
     );
     assert_eq!(t.stdout(14), "compacted revision 4\n");
 }
+
+#[test]
+fn compaction_at_zero_on_a_fresh_store_matches_reference() {
+    let steps = [
+        "compact 0",
+        "compact 0",
+        "put k 1",
+        "compact 0",
+        "compact 1",
+        "get k -w json",
+    ]
+    .map(step);
+    let t = run_differential(&steps);
+    // Once: etcd starts from "never compacted", below revision 0.
+    assert_eq!(t.stdout(0), "compacted revision 0\n");
+    assert!(
+        t.output(1)
+            .stderr
+            .contains("required revision has been compacted"),
+        "{}",
+        t.output(1).stderr
+    );
+    assert_eq!(t.stdout(4), "compacted revision 1\n");
+}
