@@ -49,6 +49,12 @@ pub(crate) const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
     ),
 ];
 
+/// The least request body the gateway buffers. etcd's gateway reads any body
+/// and lets the decoded message meet the gRPC size check, so a body well past
+/// the message limit (whitespace, unknown fields) may still be a small request;
+/// this bound only keeps one request's memory finite.
+const MIN_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
 /// What the gateway handlers share.
 #[derive(Clone)]
 struct Gateway {
@@ -63,9 +69,10 @@ struct Gateway {
 /// Builds the HTTP router of the client port (without the gRPC services).
 pub fn router(server: Arc<EtcdServer>) -> Router {
     let max_message = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    // JSON carries bytes as base64 (4/3 larger) plus syntax: allow twice the
-    // message limit on the wire and check the decoded message against the limit.
-    let body_limit = 2 * max_message;
+    // JSON carries bytes as base64 (4/3 larger) plus syntax: allow at least
+    // twice the message limit on the wire; `unary` checks the decoded message
+    // against the limit and answers as gRPC would.
+    let body_limit = (2 * max_message).max(MIN_BODY_LIMIT_BYTES);
     let leases = crate::gateway_lease::router(server.clone(), PREFIXES, max_message)
         .layer(DefaultBodyLimit::max(body_limit));
     let admin = crate::gateway_maintenance::router(server.clone(), PREFIXES, max_message)

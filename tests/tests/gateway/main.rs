@@ -2,6 +2,7 @@
 //! answers compared after masking ids and raft term. One concept per module.
 
 mod bad_input;
+mod body_size;
 mod endpoints;
 mod errors;
 mod kv;
