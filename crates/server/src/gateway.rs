@@ -21,6 +21,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use retcd_api::etcdserverpb::AlarmType;
 use retcd_api::etcdserverpb::kv_server::Kv;
 use serde::Serialize;
 use tonic::{Code, Status};
@@ -221,12 +222,29 @@ async fn kv_compaction(State(g): State<Gateway>, body: Bytes) -> Response {
     .await
 }
 
-/// GET /health: healthy while the member knows a leader.
+/// GET /health, as etcd 3.5 answers it: unhealthy while any alarm is active
+/// (the first one listed names the reason), else while the member knows no
+/// leader.
 async fn health(State(g): State<Gateway>) -> Response {
-    let healthy = g.server.raft.status().leader_id != 0;
+    let alarm = g
+        .server
+        .alarms
+        .list(AlarmType::None as i32)
+        .into_iter()
+        .next();
+    let reason = match alarm {
+        Some(alarm) => match AlarmType::try_from(alarm.alarm) {
+            Ok(AlarmType::Nospace) => "ALARM NOSPACE",
+            Ok(AlarmType::Corrupt) => "ALARM CORRUPT",
+            _ => "ALARM UNKNOWN",
+        },
+        None if g.server.raft.status().leader_id == 0 => "RAFT NO LEADER",
+        None => "",
+    };
+    let healthy = reason.is_empty();
     let body = serde_json::json!({
         "health": if healthy { "true" } else { "false" },
-        "reason": if healthy { "" } else { "RAFT NO LEADER" },
+        "reason": reason,
     });
     let status = if healthy {
         StatusCode::OK

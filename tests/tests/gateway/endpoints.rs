@@ -19,6 +19,39 @@ fn health_reports_true() {
     }
 }
 
+/// etcd reports a member unhealthy while any alarm is active; 3.4 says only
+/// `"health":"false"`, 3.5 (which ours reports) adds the alarm as the reason.
+#[test]
+fn health_is_false_while_an_alarm_is_active() {
+    let (reference, ours) = Server::pair(&[]);
+    for server in [&reference, &ours] {
+        let label = server.flavour().label();
+        let status = server.http_post("/v3/maintenance/status", "{}").json();
+        let member_id = status["header"]["member_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{label}: no member id in {status}"))
+            .to_string();
+        let alarm = |action: &str| {
+            let body =
+                format!(r#"{{"action":"{action}","memberID":"{member_id}","alarm":"NOSPACE"}}"#);
+            let response = server.http_post("/v3/maintenance/alarm", &body);
+            assert_eq!(response.status, 200, "{label}: {}", response.text());
+        };
+        alarm("ACTIVATE");
+        let response = server.http_get("/health");
+        assert_eq!(response.status, 503, "{label}: {}", response.text());
+        let health = response.json();
+        assert_eq!(health["health"], "false", "{label}: {health}");
+        if server.flavour() == Flavour::Ours {
+            assert_eq!(health["reason"], "ALARM NOSPACE", "{health}");
+        }
+        alarm("DEACTIVATE");
+        let response = server.http_get("/health");
+        assert_eq!(response.status, 200, "{label}: {}", response.text());
+        assert_eq!(response.json()["health"], "true", "{label}");
+    }
+}
+
 #[test]
 fn reference_version_shape() {
     let reference = Server::reference();
