@@ -50,6 +50,13 @@ pub(crate) const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
     ),
 ];
 
+/// The header etcd's gateway adds to every successful answer: the gRPC
+/// response's `content-type` metadata, forwarded. Error answers lack it.
+pub(crate) const GRPC_METADATA_HEADERS: [(header::HeaderName, &str); 1] = [(
+    header::HeaderName::from_static("grpc-metadata-content-type"),
+    "application/grpc",
+)];
+
 /// The least request body the gateway buffers. etcd's gateway reads any body
 /// and lets the decoded message meet the gRPC size check, so a body well past
 /// the message limit (whitespace, unknown fields) may still be a small request;
@@ -144,7 +151,11 @@ where
         return error_response(Code::ResourceExhausted, &text);
     }
     match call(request).await {
-        Ok(resp) => json_response(StatusCode::OK, &resp.into_inner()),
+        Ok(resp) => (
+            GRPC_METADATA_HEADERS,
+            json_response(StatusCode::OK, &resp.into_inner()),
+        )
+            .into_response(),
         Err(status) => error_response(status.code(), status.message()),
     }
 }

@@ -22,7 +22,7 @@ use retcd_api::etcdserverpb::LeaseKeepAliveRequest;
 use retcd_api::etcdserverpb::lease_server::Lease;
 
 use crate::api::lease::LeaseService;
-use crate::gateway::{GATEWAY_HEADERS, unary};
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, unary};
 use crate::gateway_decode::{Next, UNEXPECTED_EOF, decode_next};
 use crate::gateway_stream::{error_line, first_request_error, result_line};
 use crate::server::EtcdServer;
@@ -114,5 +114,5 @@ async fn keep_alive(State(g): State<LeaseGateway>, body: Bytes) -> Response {
             }
         }
     }
-    (StatusCode::OK, GATEWAY_HEADERS, out).into_response()
+    (StatusCode::OK, GATEWAY_HEADERS, GRPC_METADATA_HEADERS, out).into_response()
 }

@@ -25,7 +25,7 @@ use tonic::Code;
 
 use crate::api::cluster::ClusterService;
 use crate::api::maintenance::MaintenanceService;
-use crate::gateway::{GATEWAY_HEADERS, error_response, unary};
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response, unary};
 use crate::gateway_decode::decode_request;
 use crate::gateway_stream::{error_line, result_line};
 use crate::server::EtcdServer;
@@ -135,5 +135,11 @@ async fn snapshot(State(g): State<AdminGateway>, body: Bytes) -> Response {
             Err(status) => error_line(&status),
         })
     });
-    (StatusCode::OK, GATEWAY_HEADERS, Body::from_stream(lines)).into_response()
+    (
+        StatusCode::OK,
+        GATEWAY_HEADERS,
+        GRPC_METADATA_HEADERS,
+        Body::from_stream(lines),
+    )
+        .into_response()
 }

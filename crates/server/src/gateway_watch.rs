@@ -13,7 +13,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::api::watch::WatchService;
-use crate::gateway::GATEWAY_HEADERS;
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS};
 use crate::gateway_decode::{Next, UNEXPECTED_EOF, decode_next};
 use crate::gateway_stream::{error_line, first_request_error, result_line};
 
@@ -158,12 +158,13 @@ async fn watch(State(service): State<WatchService>, body: Body) -> Response {
             Err(status) => error_line(&status),
         })
     });
-    let mut response = (StatusCode::OK, GATEWAY_HEADERS, Body::from_stream(lines)).into_response();
-    response.headers_mut().insert(
-        HeaderName::from_static("grpc-metadata-content-type"),
-        HeaderValue::from_static("application/grpc"),
-    );
-    response
+    (
+        StatusCode::OK,
+        GATEWAY_HEADERS,
+        GRPC_METADATA_HEADERS,
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

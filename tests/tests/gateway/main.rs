@@ -5,6 +5,7 @@ mod bad_input;
 mod body_size;
 mod endpoints;
 mod errors;
+mod headers;
 mod kv;
 mod maintenance;
 mod prefixes;
