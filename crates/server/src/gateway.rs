@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use retcd_api::etcdserverpb::AlarmType;
@@ -36,9 +37,13 @@ use crate::server::EtcdServer;
 /// Path prefixes the gateway answers under.
 pub(crate) const PREFIXES: &[&str] = &["/v3", "/v3beta", "/v3alpha"];
 
-/// Headers etcd's gateway puts on every JSON answer (it allows any origin).
-pub(crate) const GATEWAY_HEADERS: [(header::HeaderName, &str); 4] = [
-    (header::CONTENT_TYPE, "application/json"),
+/// Headers etcd's gateway puts on every JSON answer.
+pub(crate) const GATEWAY_HEADERS: [(header::HeaderName, &str); 1] =
+    [(header::CONTENT_TYPE, "application/json")];
+
+/// The CORS headers etcd's access controller puts on every HTTP answer of
+/// the client port: it allows any origin.
+const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
     (
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -111,15 +116,35 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .merge(admin)
 }
 
-/// Answers paths nothing else serves: gRPC calls of services not registered
-/// get UNIMPLEMENTED, anything else a plain 404 as etcd's gateway answers.
-pub async fn fallback(request: axum::extract::Request) -> Response {
-    let is_grpc = request
+/// Whether `request` is a gRPC call (which the HTTP layers leave alone).
+fn is_grpc(request: &Request) -> bool {
+    request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// etcd's access controller, wrapped around every HTTP handler of the client
+/// port: it adds the CORS headers to the answer and answers a preflight
+/// (OPTIONS, any path) itself with 200 and an empty body. gRPC calls pass
+/// untouched, as etcd serves them outside this handler.
+pub async fn access_control(request: Request, next: Next) -> Response {
+    if is_grpc(&request) {
+        return next.run(request).await;
+    }
+    let response = if request.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    (CORS_HEADERS, response).into_response()
+}
+
+/// Answers paths nothing else serves: gRPC calls of services not registered
+/// get UNIMPLEMENTED, anything else a plain 404 as etcd's gateway answers.
+pub async fn fallback(request: Request) -> Response {
+    if is_grpc(&request) {
         // grpc-go's text, which clients print: the service is the first path segment.
         let path = request.uri().path();
         let service = path

@@ -261,8 +261,13 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
         maintenance,
         membership: server.cluster.clone(),
     };
-    let http = gateway::router(server)
+    let routes = gateway::router(server)
         .merge(watch_gateway)
         .fallback(gateway::fallback);
+    // Around the whole router rather than each route, so a preflight is
+    // answered before axum's method routing sees it.
+    let http = axum::Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(gateway::access_control));
     ClientService::new(grpc, http)
 }
