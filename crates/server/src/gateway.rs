@@ -142,7 +142,7 @@ pub async fn access_control(request: Request, next: Next) -> Response {
 }
 
 /// Answers paths nothing else serves: gRPC calls of services not registered
-/// get UNIMPLEMENTED, anything else a plain 404 as etcd's gateway answers.
+/// get UNIMPLEMENTED, anything else a plain 404 as etcd answers.
 pub async fn fallback(request: Request) -> Response {
     if is_grpc(&request) {
         // grpc-go's text, which clients print: the service is the first path segment.
@@ -155,7 +155,37 @@ pub async fn fallback(request: Request) -> Response {
         return Status::unimplemented(format!("unknown service {service}"))
             .into_http::<axum::body::Body>();
     }
-    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    // Under a gateway prefix grpc-gateway's mux answers; elsewhere Go's.
+    let path = request.uri().path();
+    let in_gateway = PREFIXES.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+    });
+    let text = if in_gateway {
+        "Not Found\n"
+    } else {
+        "404 page not found\n"
+    };
+    plain_text(StatusCode::NOT_FOUND, text)
+}
+
+/// Answers a known path asked with a method it does not serve, as Go's
+/// `http.Error` does.
+pub async fn method_not_allowed() -> Response {
+    plain_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// A plain-text answer as Go's `http.Error` writes it.
+fn plain_text(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        text,
+    )
+        .into_response()
 }
 
 /// Decodes a JSON request, runs the call, and encodes its answer or error.

@@ -263,6 +263,7 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
     };
     let routes = gateway::router(server)
         .merge(watch_gateway)
+        .method_not_allowed_fallback(gateway::method_not_allowed)
         .fallback(gateway::fallback);
     // Around the whole router rather than each route, so a preflight is
     // answered before axum's method routing sees it.

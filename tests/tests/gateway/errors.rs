@@ -6,8 +6,8 @@
 //! from Go's decoder (recorded in `fixtures/gateway/`), and `bad_input.rs`
 //! checks that ours is byte-identical over a whole catalogue.
 
-use retcd_tests::Server;
 use retcd_tests::gateway::{b64, b64_bytes, call, compare_gateway, raw_call};
+use retcd_tests::{Server, http};
 use serde_json::{Value, json};
 
 /// The default `--max-request-bytes`: 1.5 MiB.
@@ -202,6 +202,48 @@ fn unknown_routes_and_methods_match_reference_status() {
     let want = reference.http_get("/v3/kv/range").status;
     assert_eq!(want, 405);
     assert_eq!(ours.http_get("/v3/kv/range").status, want);
+}
+
+/// Unknown paths and wrong methods get Go's plain-text answers: under a
+/// gateway prefix grpc-gateway's `Not Found`, elsewhere Go's mux's
+/// `404 page not found`, and `Method Not Allowed` on a known route.
+#[test]
+fn unknown_routes_and_methods_match_reference_text() {
+    let (reference, ours) = Server::pair(&[]);
+    let requests = [
+        ("POST", "/v3/kv/nosuch"),
+        ("POST", "/v3/nosuch/put"),
+        ("GET", "/v3/"),
+        ("POST", "/v3beta/kv/nosuch"),
+        ("POST", "/v4/kv/put"),
+        ("GET", "/nosuch"),
+        ("GET", "/v3/kv/range"),
+        ("PUT", "/v3/kv/put"),
+        ("GET", "/v3/lease/grant"),
+        ("GET", "/v3/maintenance/status"),
+        ("DELETE", "/v3/watch"),
+    ];
+    let answer = |server: &Server, method: &str, path: &str| {
+        let body = (method != "GET").then_some(b"{}".as_slice());
+        let response = http::request(server.client_port(), method, path, body)
+            .unwrap_or_else(|e| panic!("{} {method} {path}: {e:#}", server.flavour().label()));
+        (
+            response.status,
+            response.header("content-type").map(str::to_string),
+            response
+                .header("x-content-type-options")
+                .map(str::to_string),
+            response.text(),
+        )
+    };
+    for (method, path) in requests {
+        let want = answer(&reference, method, path);
+        assert!(matches!(want.0, 404 | 405), "{method} {path}: {want:?}");
+        assert_eq!(answer(&ours, method, path), want, "{method} {path}");
+    }
+    // The reference lacks /v3alpha; ours serves it as a gateway prefix.
+    let ours_alpha = answer(&ours, "POST", "/v3alpha/kv/nosuch");
+    assert_eq!(ours_alpha, answer(&reference, "POST", "/v3/kv/nosuch"));
 }
 
 #[test]
