@@ -19,6 +19,7 @@
 //! - [`mask`]: the masking rules.
 //! - [`differential`]: scripts of etcdctl steps compared across both servers.
 //! - [`gateway`]: gateway calls compared across both servers.
+//! - [`process`]: a hand-started child process, killed on drop.
 
 pub mod cluster;
 pub mod differential;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod linearizability;
 pub mod mask;
 pub mod ports;
+pub mod process;
 pub mod server;
 
 pub use differential::{

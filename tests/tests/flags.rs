@@ -9,10 +9,11 @@
 //!   such a run is killed after [`QUICK_EXIT`] and reported as "still running".
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use retcd_tests::ports::free_port;
+use retcd_tests::process::KillOnDrop;
 use retcd_tests::server::REFERENCE_ETCD;
 use retcd_tests::{Flavour, Server, http};
 
@@ -23,14 +24,7 @@ const QUICK_EXIT: Duration = Duration::from_secs(10);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A process started by a test; killed and reaped on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Process(KillOnDrop);
 
 impl Process {
     /// Starts `binary` in `dir` with only `PATH` and `env` in its environment;
@@ -49,7 +43,7 @@ impl Process {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        Process(child)
+        Process(KillOnDrop(child))
     }
 
     /// Waits up to `timeout` for the process to exit.

@@ -3,25 +3,16 @@
 //! itself), and restarts that keep every write — also after the raft log was
 //! compacted by `--snapshot-count`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use retcd_tests::ports::free_port;
+use retcd_tests::process::KillOnDrop as Process;
 use retcd_tests::server::ours_binary;
 use retcd_tests::{Flavour, Server, http};
 
 /// How long a stop or a start may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A process started by hand, killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Waits until `GET /health` on `port` answers healthy.
 fn wait_healthy(port: u16, process: &mut Process) {
