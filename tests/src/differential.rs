@@ -90,6 +90,19 @@ impl Transcript {
     pub fn stdout(&self, i: usize) -> &str {
         &self.entries[i].1.stdout
     }
+
+    /// Panics, showing the step and its stderr, unless step `i`'s masked
+    /// stderr contains `text`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, i: usize, text: &str) {
+        let (step, output) = &self.entries[i];
+        assert!(
+            output.stderr.contains(text),
+            "step {i} ({}): stderr lacks {text:?}:\n{}",
+            step.display(),
+            output.stderr
+        );
+    }
 }
 
 /// Runs `steps` on fresh reference and our servers with default flags and

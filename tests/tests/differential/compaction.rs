@@ -39,32 +39,12 @@ fn compaction_matches_reference() {
     .map(step);
     let t = run_differential(&steps);
     assert_eq!(t.stdout(5), "compacted revision 3\n");
-    assert!(
-        t.output(6)
-            .stderr
-            .contains("required revision has been compacted")
-    );
-    assert!(
-        t.output(7)
-            .stderr
-            .contains("required revision has been compacted")
-    );
-    assert!(
-        t.output(8)
-            .stderr
-            .contains("required revision is a future revision")
-    );
-    assert!(
-        t.output(9)
-            .stderr
-            .contains("required revision is a future revision")
-    );
+    t.assert_stderr_contains(6, "required revision has been compacted");
+    t.assert_stderr_contains(7, "required revision has been compacted");
+    t.assert_stderr_contains(8, "required revision is a future revision");
+    t.assert_stderr_contains(9, "required revision is a future revision");
     assert_eq!(t.stdout(10), "k\n2\n");
-    assert!(
-        t.output(11)
-            .stderr
-            .contains("required revision has been compacted")
-    );
+    t.assert_stderr_contains(11, "required revision has been compacted");
     assert_eq!(t.stdout(14), "compacted revision 4\n");
 }
 
@@ -82,12 +62,6 @@ fn compaction_at_zero_on_a_fresh_store_matches_reference() {
     let t = run_differential(&steps);
     // Once: etcd starts from "never compacted", below revision 0.
     assert_eq!(t.stdout(0), "compacted revision 0\n");
-    assert!(
-        t.output(1)
-            .stderr
-            .contains("required revision has been compacted"),
-        "{}",
-        t.output(1).stderr
-    );
+    t.assert_stderr_contains(1, "required revision has been compacted");
     assert_eq!(t.stdout(4), "compacted revision 1\n");
 }

@@ -45,21 +45,12 @@ fn bad_keys_and_revisions_match_reference() {
     ]
     .map(step);
     let t = run_differential(&steps);
-    assert!(
-        t.output(1)
-            .stderr
-            .contains("Error: etcdserver: key is not provided")
+    t.assert_stderr_contains(1, "Error: etcdserver: key is not provided");
+    t.assert_stderr_contains(
+        5,
+        "Error: etcdserver: mvcc: required revision is a future revision",
     );
-    assert!(
-        t.output(5)
-            .stderr
-            .contains("Error: etcdserver: mvcc: required revision is a future revision")
-    );
-    assert!(
-        t.output(8)
-            .stderr
-            .contains("Error: etcdserver: key not found")
-    );
+    t.assert_stderr_contains(8, "Error: etcdserver: key not found");
     assert_eq!(t.stdout(10), "OK\n");
 }
 
@@ -79,17 +70,9 @@ fn txn_limits_and_duplicates_match_reference() {
         txn_success(&["put k 1".into(), "get k".into(), "get k".into()]),
     ];
     let t = run_differential(&steps);
-    assert!(
-        t.output(0)
-            .stderr
-            .contains("Error: etcdserver: too many operations in txn request")
-    );
+    t.assert_stderr_contains(0, "Error: etcdserver: too many operations in txn request");
     assert_eq!(t.output(1).code, 0);
-    assert!(
-        t.output(3)
-            .stderr
-            .contains("Error: etcdserver: duplicate key given in txn request")
-    );
+    t.assert_stderr_contains(3, "Error: etcdserver: duplicate key given in txn request");
 }
 
 #[test]
@@ -100,11 +83,7 @@ fn custom_max_txn_ops_matches_reference() {
         step("get key --prefix --keys-only"),
     ];
     let t = run_differential_with(&["--max-txn-ops", "3"], &steps);
-    assert!(
-        t.output(0)
-            .stderr
-            .contains("too many operations in txn request")
-    );
+    t.assert_stderr_contains(0, "too many operations in txn request");
     assert_eq!(t.stdout(2), "key0\n\nkey1\n\nkey2\n\n");
 }
 
@@ -118,11 +97,7 @@ fn request_size_limit_matches_reference() {
         step("get big --keys-only -w json"),
     ];
     let t = run_differential(&steps);
-    assert!(
-        t.output(0)
-            .stderr
-            .contains("Error: etcdserver: request is too large")
-    );
+    t.assert_stderr_contains(0, "Error: etcdserver: request is too large");
     assert_eq!(t.stdout(1), "OK\n");
 }
 
@@ -134,11 +109,7 @@ fn custom_max_request_bytes_matches_reference() {
         step("get small --keys-only"),
     ];
     let t = run_differential_with(&["--max-request-bytes", "2048"], &steps);
-    assert!(
-        t.output(0)
-            .stderr
-            .contains("Error: etcdserver: request is too large")
-    );
+    t.assert_stderr_contains(0, "Error: etcdserver: request is too large");
     assert_eq!(t.stdout(2), "small\n\n");
 }
 
@@ -153,12 +124,6 @@ fn request_size_limit_counts_like_reference_at_the_edge() {
         step("get k --keys-only"),
     ];
     let t = run_differential_with(&["--max-request-bytes", "2000"], &steps);
-    assert!(
-        t.output(0)
-            .stderr
-            .contains("Error: etcdserver: request is too large"),
-        "{}",
-        t.output(0).stderr
-    );
+    t.assert_stderr_contains(0, "Error: etcdserver: request is too large");
     assert_eq!(t.stdout(1), "OK\n");
 }

@@ -40,18 +40,6 @@ fn hashkv_matches_reference() {
         "{}",
         t.stdout(0)
     );
-    assert!(
-        t.output(14)
-            .stderr
-            .contains("required revision has been compacted"),
-        "{}",
-        t.output(14).stderr
-    );
-    assert!(
-        t.output(16)
-            .stderr
-            .contains("required revision is a future revision"),
-        "{}",
-        t.output(16).stderr
-    );
+    t.assert_stderr_contains(14, "required revision has been compacted");
+    t.assert_stderr_contains(16, "required revision is a future revision");
 }

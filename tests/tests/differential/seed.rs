@@ -27,10 +27,9 @@ fn seed_quick_start_matches_reference() {
     assert_eq!(t.stdout(5), "foo\nbar_new\nfoo1\nbar1\n");
     assert_eq!(t.output(6).code, 1);
     assert_eq!(t.stdout(8), "compacted revision 5\n");
-    assert!(
-        t.output(9)
-            .stderr
-            .contains("Error: etcdserver: mvcc: required revision has been compacted")
+    t.assert_stderr_contains(
+        9,
+        "Error: etcdserver: mvcc: required revision has been compacted",
     );
     assert_eq!(t.stdout(10), "foo\nbar_new\nfoo1\nbar1\nfoo2\nbar2\n");
 }

@@ -131,13 +131,7 @@ fn a_compare_with_an_empty_key_is_refused_like_reference() {
     steps.push(txn("-w json", &[r#"version("") = "0""#], &[], &["get a"]));
     steps.push(step("get a"));
     let t = run_differential(&steps);
-    assert!(
-        t.output(4)
-            .stderr
-            .contains("Error: etcdserver: key is not provided"),
-        "{}",
-        t.output(4).stderr
-    );
+    t.assert_stderr_contains(4, "Error: etcdserver: key is not provided");
     // Neither branch ran.
     assert_eq!(t.stdout(6), "a\n1\n");
 }
