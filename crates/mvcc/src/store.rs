@@ -248,17 +248,15 @@ impl Drop for Store {
     }
 }
 
-/// A row's key as etcd's backend stores it: main and sub revision big-endian
-/// around a `_`, and a trailing `t` on a tombstone.
-fn etcd_row_key(rev: Revision, tombstone: bool) -> Vec<u8> {
-    let mut key = Vec::with_capacity(18);
-    key.extend_from_slice(&(rev.main as u64).to_be_bytes());
-    key.push(b'_');
-    key.extend_from_slice(&(rev.sub as u64).to_be_bytes());
+/// Feeds `crc` a row's key as etcd's backend stores it: main and sub
+/// revision big-endian around a `_`, and a trailing `t` on a tombstone.
+fn hash_etcd_row_key(crc: &mut Crc32c, rev: Revision, tombstone: bool) {
+    crc.update(&(rev.main as u64).to_be_bytes());
+    crc.update(b"_");
+    crc.update(&(rev.sub as u64).to_be_bytes());
     if tombstone {
-        key.push(b't');
+        crc.update(b"t");
     }
-    key
 }
 
 /// The in-memory state [`load_index`] rebuilds from the backend.
@@ -389,7 +387,7 @@ impl Reader {
         self.snapshot.scan(at, |key, row| {
             let (r, tombstone) = decode_key(key);
             if r.main > compact || kept.is_empty() || kept.contains(&r) {
-                crc.update(&etcd_row_key(r, tombstone));
+                hash_etcd_row_key(&mut crc, r, tombstone);
                 crc.update(row);
             }
             Ok(())
