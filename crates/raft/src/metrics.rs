@@ -27,6 +27,14 @@ pub(crate) struct Metrics {
     pub(crate) is_leader: IntGauge,
     /// `etcd_server_leader_changes_seen_total`: leader changes seen.
     pub(crate) leader_changes: IntCounter,
+    /// `etcd_server_slow_read_indexes_total`: ReadIndex requests that timed
+    /// out unanswered.
+    pub(crate) slow_read_indexes: IntCounter,
+    /// `etcd_server_read_indexes_failed_total`: ReadIndex requests raft
+    /// refused. raft-rs never refuses one (it drops what it cannot serve,
+    /// which times out and counts as slow), so this stays at zero; it is
+    /// exported because etcd's dashboards expect it.
+    pub(crate) read_indexes_failed: IntCounter,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -70,14 +78,24 @@ impl Metrics {
                 "etcd_server_leader_changes_seen_total",
                 "The number of leader changes seen.",
             ),
+            slow_read_indexes: counter(
+                "etcd_server_slow_read_indexes_total",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+            ),
+            read_indexes_failed: counter(
+                "etcd_server_read_indexes_failed_total",
+                "The total number of failed read indexes seen.",
+            ),
         };
         let registry = prometheus::default_registry();
-        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(metrics.wal_fsync_seconds.clone()),
             Box::new(metrics.proposals_committed.clone()),
             Box::new(metrics.has_leader.clone()),
             Box::new(metrics.is_leader.clone()),
             Box::new(metrics.leader_changes.clone()),
+            Box::new(metrics.slow_read_indexes.clone()),
+            Box::new(metrics.read_indexes_failed.clone()),
         ];
         for collector in collectors {
             if let Err(e) = registry.register(collector) {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use raft::{RawNode, ReadState};
 use tokio::sync::oneshot;
 
+use crate::metrics::metrics;
 use crate::storage::LogStorage;
 use crate::{Error, Result};
 
@@ -97,6 +98,7 @@ impl ReadIndexQueue {
     pub(crate) fn on_tick(&mut self, raw: &mut RawNode<LogStorage>, now: Instant) {
         self.pending.retain_mut(|read| {
             if now >= read.deadline {
+                metrics().slow_read_indexes.inc();
                 for waiter in read.waiters.drain(..) {
                     let _ = waiter.send(Err(Error::Timeout));
                 }

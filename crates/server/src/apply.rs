@@ -37,6 +37,7 @@ use crate::backend_flush::BackendFlusher;
 use crate::lease::{self, SharedLessor};
 use crate::membership::RaftCluster;
 use crate::metrics;
+use crate::mvcc_metrics::Tally;
 use crate::server::{Applied, ApplyResult, Waiters};
 
 /// Most entries applied in one backend transaction.
@@ -197,6 +198,7 @@ impl Applier {
                         batch.set_consistent_index(entry.index, entry.term);
                         return Ok(());
                     }
+                    let started = Instant::now();
                     let mut lessor = self.lessor.lock();
                     let result = match req {
                         Request::Alarm(alarm) => {
@@ -211,6 +213,9 @@ impl Applier {
                         && !e.is_deterministic()
                     {
                         anyhow::bail!("applying entry {}: {e}", entry.index);
+                    }
+                    if started.elapsed() > metrics::SLOW_APPLY {
+                        metrics::SLOW_APPLIES.inc();
                     }
                     out.results.push((request.id, result));
                     // Attachments move per entry, so the next entry sees them.
@@ -269,9 +274,23 @@ struct BatchOutput {
 fn execute(batch: &mut WriteBatch<'_>, lessor: &mut Lessor, request: Request) -> ApplyResult {
     let lease_exists = |id: i64| lessor.contains(id);
     Ok(match request {
-        Request::Put(req) => Applied::Put(batch.put(&req, &lease_exists)?),
-        Request::DeleteRange(req) => Applied::DeleteRange(batch.delete_range(&req)?),
-        Request::Txn(req) => Applied::Txn(batch.txn(&req, &lease_exists)?),
+        Request::Put(req) => {
+            let resp = batch.put(&req, &lease_exists)?;
+            Tally::put(&req).record();
+            Applied::Put(resp)
+        }
+        Request::DeleteRange(req) => {
+            let resp = batch.delete_range(&req)?;
+            Tally::delete_range(&req).record();
+            Applied::DeleteRange(resp)
+        }
+        Request::Txn(req) => {
+            let resp = batch.txn(&req, &lease_exists)?;
+            for part in Tally::txn(&req, &resp, false) {
+                part.record();
+            }
+            Applied::Txn(resp)
+        }
         Request::Compaction(req) => Applied::Compaction(batch.compact(req.revision)?),
         Request::LeaseGrant(req) => return lease::apply_grant(batch, lessor, &req),
         Request::LeaseRevoke(req) => return lease::apply_revoke(batch, lessor, &req),

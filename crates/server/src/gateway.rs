@@ -22,8 +22,9 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use retcd_api::etcdserverpb::AlarmType;
 use retcd_api::etcdserverpb::kv_server::Kv;
+use retcd_api::etcdserverpb::{AlarmType, RangeRequest};
+use retcd_mvcc::watch::WatchHub;
 use serde::Serialize;
 use tonic::{Code, Status};
 
@@ -77,10 +78,12 @@ struct Gateway {
     server: Arc<EtcdServer>,
     /// Largest request message accepted, as the gRPC transport enforces it.
     max_message: usize,
+    /// The watch hub, whose watchers `/metrics` counts.
+    watch_hub: WatchHub,
 }
 
 /// Builds the HTTP router of the client port (without the gRPC services).
-pub fn router(server: Arc<EtcdServer>) -> Router {
+pub fn router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> Router {
     let max_message = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     // JSON carries bytes as base64 (4/3 larger) plus syntax: allow at least
     // twice the message limit on the wire; `unary` checks the decoded message
@@ -96,11 +99,12 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         },
         server,
         max_message,
+        watch_hub,
     };
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
-        .route("/metrics", get(metrics_text));
+        .route("/metrics", get(metrics_text).post(metrics_text));
     for prefix in PREFIXES {
         router = router
             .route(&format!("{prefix}/kv/range"), post(kv_range))
@@ -308,6 +312,11 @@ async fn health(State(g): State<Gateway>) -> Response {
         None => "",
     };
     let healthy = reason.is_empty();
+    if healthy {
+        metrics::HEALTH_SUCCESS.inc();
+    } else {
+        metrics::HEALTH_FAILURES.inc();
+    }
     let body = serde_json::json!({
         "health": if healthy { "true" } else { "false" },
         "reason": reason,
@@ -340,14 +349,28 @@ async fn version() -> Response {
     )
 }
 
-/// GET /metrics: Prometheus text.
+/// GET (or POST, as etcd serves any method) /metrics: Prometheus text. The
+/// gauges of state kept elsewhere are read here, at scrape time.
 async fn metrics_text(State(g): State<Gateway>) -> Response {
     let store = &g.server.store;
-    metrics::DB_TOTAL_SIZE.set(store.db_size_bytes() as i64);
+    let db_size = store.db_size_bytes() as i64;
+    metrics::DB_TOTAL_SIZE.set(db_size);
+    metrics::DEBUGGING_DB_TOTAL_SIZE.set(db_size);
     metrics::DB_TOTAL_SIZE_IN_USE.set(store.db_size_in_use_bytes() as i64);
     metrics::CURRENT_REVISION.set(store.current_revision());
-    // -1 until the first compaction; etcd's gauge starts at 0.
-    metrics::COMPACT_REVISION.set(store.compact_revision().max(0));
+    // -1 until the first compaction, as etcd 3.4 reports it.
+    metrics::COMPACT_REVISION.set(store.compact_revision());
+    let every_key = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        count_only: true,
+        ..Default::default()
+    };
+    if let Ok(keys) = store.range(&every_key) {
+        metrics::KEYS_TOTAL.set(keys.count);
+    }
+    metrics::WATCHERS.set(g.watch_hub.watcher_count() as i64);
+    metrics::IS_LEARNER.set(i64::from(g.server.cluster.is_local_learner()));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

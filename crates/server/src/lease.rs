@@ -42,6 +42,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics;
+use crate::mvcc_metrics::Tally;
 use crate::server::{Applied, EtcdServer};
 
 /// The lessor as the apply thread, the services and the lease loop share it.
@@ -118,6 +120,8 @@ pub fn apply_grant(
 ) -> Result<Applied> {
     let ttl = lessor.grant(req.id, req.ttl, Instant::now())?;
     persist(batch, lessor, req.id);
+    metrics::LEASE_GRANTED.inc();
+    metrics::LEASE_TTL.observe(ttl as f64);
     Ok(Applied::LeaseGrant(LeaseGrantResponse {
         header: Some(mvcc_header(batch)),
         id: req.id,
@@ -134,6 +138,7 @@ pub fn apply_revoke(
     req: &LeaseRevokeRequest,
 ) -> Result<Applied> {
     let keys = lessor.keys(req.id).ok_or(retcd_lease::Error::NotFound)?;
+    let key_count = keys.len();
     if !keys.is_empty() {
         let deletes = TxnRequest {
             success: keys
@@ -155,6 +160,8 @@ pub fn apply_revoke(
     // lease goes now, so tracking them finds nothing left to detach.
     lessor.remove(req.id);
     batch.meta_delete(&meta_key(req.id));
+    Tally::deletes(key_count).record();
+    metrics::LEASE_REVOKED.inc();
     Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
         header: Some(mvcc_header(batch)),
     }))
@@ -237,6 +244,7 @@ pub fn renew(server: &Arc<EtcdServer>, id: i64) -> Result<i64> {
     let now = Instant::now();
     sync_role(server, now);
     let renewed = server.lessor.lock().renew(id, now)?;
+    metrics::LEASE_RENEWED.inc();
     if renewed.clear_checkpoint {
         propose_checkpoints(server, vec![(id, 0)]);
     }
@@ -270,7 +278,8 @@ pub async fn run_lease_loop(server: Arc<EtcdServer>, mut stop: watch::Receiver<b
             tokio::spawn(async move {
                 let revoke = Request::LeaseRevoke(LeaseRevokeRequest { id });
                 match server.propose(revoke).await {
-                    Ok(_) | Err(Error::Lease(retcd_lease::Error::NotFound)) => {}
+                    Ok(_) => metrics::LEASE_EXPIRED.inc(),
+                    Err(Error::Lease(retcd_lease::Error::NotFound)) => {}
                     Err(e) => {
                         tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry")
                     }

@@ -7,6 +7,8 @@
 //! Every connection reads through [`AuthorityFix`], which repairs the
 //! `http://host:port` authorities older grpc-go clients send, and writes
 //! through [`Coalesce`], which lets responses ready together share a write.
+//! Every request passes through [`GrpcMetricsService`], which counts gRPC
+//! calls for `/metrics`.
 //! Shutdown stops accepting, asks every connection to finish gracefully, and
 //! leaves the caller to bound how long that may take.
 
@@ -17,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::grpc_metrics::GrpcMetricsService;
 use crate::grpc_route::ClientService;
 use crate::h2_authority::AuthorityFix;
 use crate::write_coalesce::Coalesce;
@@ -49,7 +52,7 @@ pub async fn serve(listener: TcpListener, app: ClientService, mut stop: watch::R
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
+                let service = TowerToHyperService::new(GrpcMetricsService::new(app.clone()));
                 let connection = builder
                     .serve_connection_with_upgrades(TokioIo::new(AuthorityFix::new(Coalesce::new(tcp))), service)
                     .into_owned();

@@ -56,7 +56,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::membership::RaftCluster;
-
+use crate::peer_metrics::{self, PeerStats};
 use crate::peer_snapshot::{self, SnapshotSender};
 
 /// First bytes of a peer connection, so a stray client is refused early.
@@ -152,6 +152,8 @@ struct PeerLink {
     urls: Arc<RwLock<Vec<String>>>,
     /// Since when the current connection is up; `None` while disconnected.
     active_since: Arc<Mutex<Option<Instant>>>,
+    /// The peer's metrics (`crate::peer_metrics`).
+    stats: Arc<PeerStats>,
 }
 
 /// The raft transport of a member: one writer task and queue per peer; the
@@ -161,6 +163,8 @@ pub struct PeerTransport {
     cluster_id: u64,
     /// This member's id.
     member_id: u64,
+    /// raft's heartbeat interval, against which late heartbeats are counted.
+    heartbeat_interval: Duration,
     /// The runtime writer tasks run on.
     runtime: tokio::runtime::Handle,
     /// The peers' writer tasks, by member id.
@@ -179,6 +183,7 @@ impl PeerTransport {
     pub fn start(
         cluster_id: u64,
         member_id: u64,
+        heartbeat_interval: Duration,
         members: &[PeerAddress],
         runtime: &tokio::runtime::Handle,
     ) -> PeerTransport {
@@ -193,6 +198,7 @@ impl PeerTransport {
         let transport = PeerTransport {
             cluster_id,
             member_id,
+            heartbeat_interval,
             runtime: runtime.clone(),
             queues: RwLock::new(BTreeMap::new()),
             raft,
@@ -235,11 +241,13 @@ impl PeerTransport {
                 queue: tx,
                 urls: Arc::new(RwLock::new(peer.peer_urls.clone())),
                 active_since: Arc::new(Mutex::new(None)),
+                stats: Arc::new(PeerStats::new(self.member_id, peer.id)),
             };
             self.runtime.spawn(write_loop(
                 handshake,
                 link.urls.clone(),
                 link.active_since.clone(),
+                link.stats.clone(),
                 rx,
                 self.raft.clone(),
                 self.removed.clone(),
@@ -273,6 +281,13 @@ impl PeerTransport {
         let _ = self.raft.set(raft);
     }
 
+    /// Notes that member `from` answered a heartbeat (its round trip).
+    pub fn heartbeat_answered(&self, from: u64) {
+        if let Some(link) = self.queues.read().get(&from) {
+            link.stats.heartbeat_answered(Instant::now());
+        }
+    }
+
     /// Tells raft that `to` did not get a message.
     fn unreachable(&self, to: u64) {
         if let Some(raft) = self.raft.get() {
@@ -299,7 +314,20 @@ impl Transport for PeerTransport {
                 continue;
             }
             let sent = match self.queues.read().get(&to) {
-                Some(link) => link.queue.try_send(msg).is_ok(),
+                Some(link) => {
+                    if msg.get_msg_type() == MessageType::MsgHeartbeat {
+                        link.stats.heartbeat_sent(
+                            msg.term,
+                            Instant::now(),
+                            self.heartbeat_interval,
+                        );
+                    }
+                    let sent = link.queue.try_send(msg).is_ok();
+                    if !sent {
+                        link.stats.sent_failures.inc();
+                    }
+                    sent
+                }
                 None => {
                     tracing::debug!(to = %format!("{to:x}"), "raft message to an unknown member dropped");
                     continue;
@@ -318,6 +346,7 @@ async fn write_loop(
     handshake: Handshake,
     peer_urls: Arc<RwLock<Vec<String>>>,
     active_since: Arc<Mutex<Option<Instant>>>,
+    stats: Arc<PeerStats>,
     mut queue: mpsc::Receiver<Message>,
     raft: Arc<OnceLock<RaftHandle>>,
     removed: Arc<watch::Sender<bool>>,
@@ -357,7 +386,9 @@ async fn write_loop(
                 }
                 // Messages queued for an unreachable peer are stale by the time
                 // it comes back; raft resends what it still needs.
-                if drain(&mut queue) > 0
+                let dropped = drain(&mut queue);
+                stats.sent_failures.inc_by(dropped as u64);
+                if dropped > 0
                     && let Some(raft) = raft.get()
                 {
                     raft.report_unreachable(handshake.to);
@@ -371,9 +402,13 @@ async fn write_loop(
         was_connected = true;
         backoff = MIN_RECONNECT_BACKOFF;
         *active_since.lock() = Some(Instant::now());
-        let written = write_messages(stream, &mut queue).await;
+        stats.connected();
+        let written = write_messages(stream, &mut queue, &stats).await;
         *active_since.lock() = None;
         if let Err(e) = written {
+            stats.disconnected();
+            // The messages of the batch being written are lost with it.
+            stats.sent_failures.inc();
             tracing::warn!(peer = %peer, error = %format!("{e:#}"), "lost connection to peer");
             if let Some(raft) = raft.get() {
                 raft.report_unreachable(handshake.to);
@@ -426,14 +461,15 @@ fn url_host_port(url: &str) -> anyhow::Result<&str> {
 async fn write_messages(
     stream: TcpStream,
     queue: &mut mpsc::Receiver<Message>,
+    stats: &PeerStats,
 ) -> anyhow::Result<()> {
     let mut writer = BufWriter::new(stream);
     while let Some(first) = queue.recv().await {
-        write_frame(&mut writer, &first).await?;
+        write_frame(&mut writer, &first, stats).await?;
         let mut written = 1;
         while written < MAX_MESSAGES_PER_FLUSH {
             match queue.try_recv() {
-                Ok(msg) => write_frame(&mut writer, &msg).await?,
+                Ok(msg) => write_frame(&mut writer, &msg, stats).await?,
                 Err(_) => break,
             }
             written += 1;
@@ -444,11 +480,16 @@ async fn write_messages(
 }
 
 /// Writes one length-prefixed message.
-async fn write_frame(writer: &mut BufWriter<TcpStream>, msg: &Message) -> anyhow::Result<()> {
+async fn write_frame(
+    writer: &mut BufWriter<TcpStream>,
+    msg: &Message,
+    stats: &PeerStats,
+) -> anyhow::Result<()> {
     let bytes = msg.write_to_bytes()?;
     let len = u32::try_from(bytes.len()).context("raft message too large")?;
     writer.write_u32(len).await?;
     writer.write_all(&bytes).await?;
+    stats.sent_bytes.inc_by(u64::from(len));
     Ok(())
 }
 
@@ -514,6 +555,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let step = |m: Message| {
                 if !crate::fault::blocks(m.from) {
+                    if m.get_msg_type() == MessageType::MsgHeartbeatResponse {
+                        cluster.transport().heartbeat_answered(m.from);
+                    }
                     raft.step(m)
                 }
             };
@@ -588,6 +632,7 @@ async fn read_peer(
     }
     let mut reader = tokio::io::BufReader::new(stream);
     let mut buf = Vec::new();
+    let received_bytes = peer_metrics::received_bytes(handshake.from);
     loop {
         let len = reader.read_u32().await?;
         if len == peer_snapshot::SNAPSHOT_STREAM {
@@ -600,6 +645,7 @@ async fn read_peer(
         );
         buf.resize(len, 0);
         reader.read_exact(&mut buf).await?;
+        received_bytes.inc_by(len as u64);
         let msg = Message::parse_from_bytes(&buf)?;
         anyhow::ensure!(
             msg.from == handshake.from && msg.to == member_id,
@@ -691,7 +737,9 @@ mod tests {
             tx.send(msg).await.unwrap();
         }
         drop(tx);
-        write_messages(stream, &mut rx).await.unwrap();
+        write_messages(stream, &mut rx, &PeerStats::new(1, 2))
+            .await
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while received.lock().len() < 10 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -714,7 +762,13 @@ mod tests {
         let mut members = MemberSet::new([member(2), member(3), member(4)]);
         members.apply(&Change::Remove(4));
         let list = members.list();
-        let transport = PeerTransport::start(1, 2, &[], &tokio::runtime::Handle::current());
+        let transport = PeerTransport::start(
+            1,
+            2,
+            Duration::from_millis(100),
+            &[],
+            &tokio::runtime::Handle::current(),
+        );
         let membership = Membership {
             member_id: 2,
             cluster_id: 1,

@@ -53,6 +53,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let bound = peer::bind(&cfg.listen_peer_urls).await;
     let (membership, start) = membership::load_or_create(&cfg, &store).await?;
     let (member_id, cluster_id) = (membership.member_id, membership.cluster_id);
+    metrics::describe_member(member_id, cfg.quota_backend_bytes);
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{member_id:x}"),
@@ -74,6 +75,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let transport = Arc::new(PeerTransport::start(
         cluster_id,
         member_id,
+        cfg.heartbeat_interval,
         &[],
         &tokio::runtime::Handle::current(),
     ));
@@ -250,6 +252,7 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
         hub: watch_hub,
     };
     let watch_gateway = gateway_watch::router(watch.clone(), gateway::PREFIXES);
+    let watch_hub = watch.hub.clone();
     let watch = WatchServer::new(watch)
         .max_decoding_message_size(max_decode)
         .max_encoding_message_size(usize::MAX);
@@ -261,7 +264,7 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
         maintenance,
         membership: server.cluster.clone(),
     };
-    let routes = gateway::router(server)
+    let routes = gateway::router(server, watch_hub)
         .merge(watch_gateway)
         .method_not_allowed_fallback(gateway::method_not_allowed)
         .fallback(gateway::fallback);

@@ -192,10 +192,12 @@ impl SnapshotSource for BackendSnapshots {
 
 /// Exports `store` and reads the copy into memory.
 fn build_copy(store: &Store) -> anyhow::Result<(u64, Bytes)> {
+    let timer = metrics::BACKEND_SNAPSHOT_SECONDS.start_timer();
     let (info, path) = export_to_temp(store)?;
     let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
     let _ = std::fs::remove_file(&path);
     let data = data?;
+    timer.observe_duration();
     tracing::info!(
         consistent_index = info.consistent_index,
         revision = info.revision,
@@ -265,6 +267,8 @@ pub async fn download(
     store: Arc<Store>,
     header: impl Fn(i64) -> ResponseHeader + Send + 'static,
 ) -> Result<tokio::sync::mpsc::Receiver<DownloadItem>, tonic::Status> {
+    // The copy lives from the export to the end of the transfer.
+    let timer = metrics::BACKEND_SNAPSHOT_SECONDS.start_timer();
     let (info, path) = tokio::task::spawn_blocking(move || export_to_temp(&store))
         .await
         .map_err(|e| tonic::Status::internal(e.to_string()))?
@@ -281,6 +285,7 @@ pub async fn download(
                 "reading the snapshot: {e}"
             ))));
         }
+        timer.observe_duration();
     });
     Ok(rx)
 }

@@ -341,14 +341,22 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let req = req.into_inner();
         match self.promote_on_leader(req.id).await {
-            Ok(members) => Ok(Response::new(MemberPromoteResponse {
-                header: self.header(),
-                members: self.to_proto(&members),
-            })),
+            Ok(members) => {
+                crate::metrics::LEARNER_PROMOTE_SUCCESSES.inc();
+                Ok(Response::new(MemberPromoteResponse {
+                    header: self.header(),
+                    members: self.to_proto(&members),
+                }))
+            }
             Err(Error::Member(MemberError::NotLeader)) => {
                 Ok(Response::new(self.forward_promote(req).await?))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                crate::metrics::LEARNER_PROMOTE_FAILURES
+                    .with_label_values(&[e.to_string().as_str()])
+                    .inc();
+                Err(e.into())
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::validate;
 use crate::error::Error;
+use crate::mvcc_metrics::Tally;
 use crate::server::{Applied, EtcdServer};
 
 /// Serves etcd's KV API from the server core.
@@ -53,6 +54,7 @@ impl Kv for KvService {
             self.server.linearizable_read_barrier().await?;
         }
         let mut resp = self.server.store.range(&req).map_err(Error::from)?;
+        Tally::RANGE.record();
         self.server.fill_header(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -99,6 +101,8 @@ impl Kv for KvService {
                 self.server.linearizable_read_barrier().await?;
             }
             let mut resp = self.server.store.txn_read_only(&req).map_err(Error::from)?;
+            let [read, _] = Tally::txn(&req, &resp, true);
+            read.record();
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }

@@ -28,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
+use crate::metrics;
 use crate::server::EtcdServer;
 
 /// Responses buffered between a stream's task and the transport.
@@ -82,6 +83,7 @@ async fn serve_stream<S>(
 ) where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
 {
+    let _open = OpenStream::new();
     let interval = server.cfg.watch_progress_notify_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,9 +173,28 @@ async fn send_all(
             revision,
             raft_term,
         });
+        let events = response.events.len() as u64;
         if tx.send(Ok(response)).await.is_err() {
             return false;
         }
+        metrics::EVENTS_SENT.inc_by(events);
     }
     true
+}
+
+/// Counts a watch stream in `etcd_debugging_mvcc_watch_stream_total` while it lives.
+struct OpenStream;
+
+impl OpenStream {
+    /// Counts one more open stream.
+    fn new() -> OpenStream {
+        metrics::WATCH_STREAMS.inc();
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::WATCH_STREAMS.dec();
+    }
 }
