@@ -8,5 +8,6 @@ mod errors;
 mod headers;
 mod kv;
 mod maintenance;
+mod metrics;
 mod prefixes;
 mod range_filters;
