@@ -27,6 +27,11 @@
 //! `finished_compact_rev` in the last one; a compaction scheduled but not
 //! finished is resumed at open.
 //!
+//! Removed rows leave free pages that redb reuses but seldom gives back;
+//! [`Backend::defragment`] runs redb's compaction, which moves the used pages
+//! to the front and truncates the file, so the size (what the quota
+//! counts) falls again.
+//!
 //! Snapshots ([`Backend::export_to`], [`Backend::replace_from`]) copy every
 //! table row by row, never the file: redb rewrites its header in place on
 //! every commit, so a byte copy taken while the apply loop commits could pair
@@ -34,15 +39,17 @@
 //! and writing it into a fresh file also leaves the copy without free pages.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use redb::{
-    Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase,
-    ReadableTable, TableDefinition, WriteTransaction,
+    CompactionError, Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction,
+    ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use retcd_api::mvccpb::KeyValue;
 
@@ -72,6 +79,12 @@ const OVERLAY_MAX_ROWS: usize = 50_000;
 /// Overlay row bytes past which a commit writes the overlay to redb.
 const OVERLAY_MAX_BYTES: usize = 64 << 20;
 
+/// How long [`Backend::defragment`] keeps new transactions out while it
+/// waits for the open ones to end.
+const DEFRAG_LOCK_SPELL: Duration = Duration::from_millis(100);
+/// How often it looks whether they have.
+const DEFRAG_POLL: Duration = Duration::from_micros(200);
+
 /// The store's counters as last committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
@@ -99,8 +112,10 @@ pub(crate) struct Commit {
 
 /// The redb database behind a store, with the overlay of what it lacks.
 pub(crate) struct Backend {
-    /// The open database.
-    db: Database,
+    /// The open database. Read and write transactions are begun under the
+    /// read lock; only [`Backend::defragment`] takes the write lock, which
+    /// redb's compaction needs.
+    db: RwLock<Database>,
     /// Where its file lives, for size reports.
     path: PathBuf,
     /// Committed changes redb does not hold yet; replaced, never mutated.
@@ -108,8 +123,8 @@ pub(crate) struct Backend {
     /// Serializes writes to redb (flushes, compaction chunks, installs);
     /// appends to the overlay never wait for it.
     flushing: Mutex<()>,
-    /// The file's size in bytes as of the last write to redb; only those
-    /// change it, so asking costs no system call.
+    /// The bytes of disk the file occupies as of the last write to redb;
+    /// only those change it, so asking costs no system call.
     size: AtomicU64,
 }
 
@@ -124,7 +139,7 @@ impl Backend {
         txn.open_table(SERVER_META)?;
         txn.commit()?;
         let backend = Backend {
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
             overlay: Mutex::new(Arc::new(Overlay::default())),
             flushing: Mutex::new(()),
@@ -134,9 +149,15 @@ impl Backend {
         Ok(backend)
     }
 
-    /// Records the file's size after a write to redb.
+    /// Records the disk space the file occupies after a write to redb: its
+    /// allocated blocks, at most its length. redb grows the file ahead of
+    /// need, doubling it up to 4 GiB, and the part it has not written yet is
+    /// a hole that takes no space, so the blocks follow the pages redb has
+    /// written (free ones included, until a defragmentation cuts them off),
+    /// as etcd's size follows bbolt's highest page; the length would count
+    /// the hole too and reach a quota with half of it used.
     fn note_size(&self) {
-        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let size = std::fs::metadata(&self.path).map_or(0, |m| (m.blocks() * 512).min(m.len()));
         self.size.store(size, Ordering::Relaxed);
     }
 
@@ -144,7 +165,7 @@ impl Backend {
     /// the committed state.
     fn view(&self) -> Result<(Arc<Overlay>, ReadTransaction)> {
         let overlay = self.overlay.lock();
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read().begin_read()?;
         Ok((overlay.clone(), txn))
     }
 
@@ -335,19 +356,54 @@ impl Backend {
         Ok(meta)
     }
 
+    /// Moves every used page to the front of the file and cuts the file
+    /// after the last one: etcd's defragmentation, which gives back what
+    /// compactions and deletes freed. Every commit so far is made durable
+    /// first. No other write to redb runs meanwhile; readers wait while the
+    /// pages move. Must not be called while this thread holds a read view
+    /// (a [`Snapshot`]), which would keep it waiting forever.
+    pub fn defragment(&self) -> Result<()> {
+        let _flushing = self.flushing.lock();
+        self.flush_locked(true)?;
+        loop {
+            // Holding the write lock stops new transactions; the ones open
+            // end soon (every reader's view is short-lived), but one could be
+            // waiting to begin another, so the lock is let go now and then.
+            let deadline = Instant::now() + DEFRAG_LOCK_SPELL;
+            let mut db = self.db.write();
+            loop {
+                match db.compact() {
+                    Ok(_) => {
+                        drop(db);
+                        self.note_size();
+                        return Ok(());
+                    }
+                    Err(CompactionError::TransactionInProgress) if Instant::now() < deadline => {
+                        std::thread::sleep(DEFRAG_POLL);
+                    }
+                    Err(CompactionError::TransactionInProgress) => break,
+                    Err(e) => return Err(redb::Error::from(e).into()),
+                }
+            }
+            drop(db);
+            std::thread::sleep(DEFRAG_POLL);
+        }
+    }
+
     /// Where the database file lives.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Size of the database file in bytes, as of the last write to redb.
+    /// Size of the database in bytes, as etcd counts it: the disk space its
+    /// file takes (see [`Backend::note_size`]), as of the last write to redb.
     pub fn size_bytes(&self) -> u64 {
         self.size.load(Ordering::Relaxed)
     }
 
     /// Starts a write transaction with the given durability.
     fn begin_write(&self, durable: bool) -> Result<WriteTransaction> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db.read().begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {

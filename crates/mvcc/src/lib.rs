@@ -51,6 +51,8 @@ pub mod watch;
 mod write;
 
 #[cfg(test)]
+mod defrag_test;
+#[cfg(test)]
 mod model_test;
 #[cfg(test)]
 mod overlay_test;

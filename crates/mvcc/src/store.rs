@@ -182,6 +182,14 @@ impl Store {
         self.shared.backend.sync()
     }
 
+    /// Shrinks the backend file to the pages in use (etcd's defragmentation).
+    /// Holds the writer lock throughout, so write batches wait, and readers
+    /// wait while the pages move; what they then see is unchanged.
+    pub fn defragment(&self) -> Result<()> {
+        let _writer = self.shared.writer.acquire();
+        self.shared.backend.defragment()
+    }
+
     /// Blocks until the rows compaction `rev` made unreachable are removed.
     pub fn wait_compaction_done(&self, rev: i64) {
         self.shared.compaction.wait_done(rev);
@@ -196,13 +204,14 @@ impl Store {
         self.read(|reader| reader.hash_kv(rev))
     }
 
-    /// Size of the backend file in bytes.
+    /// Size of the backend in bytes as etcd counts it: the disk space its
+    /// file takes, free pages included until a defragmentation.
     pub fn db_size_bytes(&self) -> u64 {
         self.shared.backend.size_bytes()
     }
 
     /// Bytes of the backend file in use: the live rows with their per-row
-    /// overhead, capped by the file size. Kept as a running count, so asking
+    /// overhead, capped by the backend's size. Kept as a running count, so asking
     /// costs nothing and never waits for a writer; it does not count free
     /// pages, which is what a defragmentation would give back.
     pub fn db_size_in_use_bytes(&self) -> u64 {
