@@ -2,8 +2,8 @@
 //!
 //! **Quota.** `--quota-backend-bytes` caps the backend file. Before a Put, a
 //! Txn that puts or a LeaseGrant is proposed, the API layer asks whether the
-//! backend has room for it: the file size plus the request's estimated cost
-//! must stay below the quota ([`Quota::has_room`]; costs as etcd counts them:
+//! backend has room for it: its size plus the request's estimated cost must
+//! stay below the quota ([`Quota::has_room`]; costs as etcd counts them:
 //! key + value + a fixed per-key overhead for a put, the larger branch for a
 //! txn, a fixed overhead for a lease). If not, the member raises the NOSPACE
 //! alarm for itself through raft and answers `etcdserver: mvcc: database
@@ -32,8 +32,10 @@
 //!   restart is idempotent).
 //!
 //! Caveats:
-//! - The file size is redb's, not bbolt's: the same data reaches the quota
-//!   after a different number of writes than in etcd.
+//! - The size is the disk space redb's file takes (`Store::db_size_bytes`),
+//!   not bbolt's highest page: the same data reaches the quota after a
+//!   somewhat different number of writes than in etcd (1 MiB: 7 puts of
+//!   100 KiB against etcd's 10).
 //! - etcd counts only a txn's top-level puts; nested txns' puts count here
 //!   too, so a nested put cannot slip past a NOSPACE alarm.
 //! - etcd also applies a put that passed the API check but no longer fits

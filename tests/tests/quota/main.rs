@@ -180,13 +180,15 @@ fn nospace_alarm_matches_reference() {
     assert_eq!(status_errors(&ours), status_errors(&reference));
     assert_eq!(status_errors(&ours), ["memberID:<id> alarm:NOSPACE "]);
 
-    // Disarming answers the alarm; the backend is still over the quota, so
-    // the next write raises it again.
+    // Disarming answers the alarm; the backend is still too full for
+    // another value of the size that was refused (deletes free pages but do
+    // not shrink the file), so that write raises it again.
+    let big_put = format!("put big {}", "v".repeat(VALUE_BYTES));
     let steps = [
         step("alarm disarm"),
         step("alarm list"),
         step("alarm disarm -w json"),
-        step("put small x"),
+        step(&big_put),
         step("alarm list"),
     ];
     let out = compare(&reference, &ours, &steps);
@@ -209,6 +211,78 @@ fn nospace_alarm_matches_reference() {
     assert_eq!(out[0].stdout, "memberID:<id> alarm:NOSPACE \n");
     assert!(out[1].stderr.contains(NO_SPACE), "{:#?}", out[1]);
     assert_eq!(status_errors(&ours), status_errors(&reference));
+}
+
+/// `endpoint status`'s dbSize, in bytes.
+fn db_size(server: &Server) -> u64 {
+    let out = server.etcdctl(&["endpoint", "status", "-w", "json"]);
+    out.assert_success();
+    let parsed: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {}", out.stdout));
+    parsed[0]["Status"]["dbSize"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no dbSize in {}", out.stdout))
+}
+
+/// The server's current revision, from a get's header.
+fn revision(server: &Server) -> i64 {
+    let out = server.etcdctl(&["get", "any", "-w", "json"]);
+    out.assert_success();
+    let parsed: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("get is not JSON ({e}): {}", out.stdout));
+    parsed["header"]["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no revision in {}", out.stdout))
+}
+
+/// etcd's documented way out of NOSPACE: free the space (delete, compact),
+/// defragment so the file shrinks below the quota, disarm; writes work again.
+#[test]
+fn nospace_recovery_by_compact_defrag_disarm_matches_reference() {
+    let quota = QUOTA_BYTES.to_string();
+    let (reference, ours) = Server::pair(&["--quota-backend-bytes", &quota]);
+    for server in [&reference, &ours] {
+        fill(server);
+        let full = db_size(server);
+        assert!(full >= QUOTA_BYTES / 2, "{}: dbSize {full}", server.name());
+        let deleted = server.etcdctl(&["del", "key", "--prefix"]);
+        deleted.assert_success();
+        let revision = revision(server);
+        let compacted = server.etcdctl(&["compact", &revision.to_string(), "--physical"]);
+        assert_eq!(compacted.stdout, format!("compacted revision {revision}\n"));
+        // Compacting alone gives no space back: a value like the one
+        // refused is refused again.
+        let refused = server.etcdctl(&["alarm", "disarm"]);
+        refused.assert_success();
+        let put = server.etcdctl(&["put", "big", &"v".repeat(VALUE_BYTES)]);
+        assert!(put.stderr.contains(NO_SPACE), "{}: {put:#?}", server.name());
+
+        let defrag = server.etcdctl(&["defrag"]);
+        defrag.assert_success();
+        let shrunk = db_size(server);
+        assert!(
+            shrunk * 2 < full,
+            "{}: dbSize {full} before defrag, {shrunk} after",
+            server.name()
+        );
+    }
+    let steps = [
+        step("alarm list"),
+        step("alarm disarm"),
+        step("alarm list"),
+        step("put small y"),
+        step(&format!("put big {}", "v".repeat(VALUE_BYTES))),
+        step("get small --print-value-only"),
+        step("alarm list"),
+    ];
+    let out = compare(&reference, &ours, &steps);
+    assert_eq!(out[0].stdout, "memberID:<id> alarm:NOSPACE \n");
+    assert_eq!(out[1].stdout, "memberID:<id> alarm:NOSPACE \n");
+    assert_eq!(out[2].stdout, "");
+    assert_eq!(out[3].stdout, "OK\n");
+    assert_eq!(out[4].stdout, "OK\n");
+    assert_eq!(out[5].stdout, "y\n");
+    assert_eq!(out[6].stdout, "");
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! Status lists the active alarms in `errors` as etcd does.
 //!
 //! Caveats:
-//! - Defragment answers success without work: redb reuses freed pages and
-//!   shrinks its file on its own, so there is nothing to rewrite.
+//! - Defragment is local to the member, as in etcd: it shrinks this
+//!   member's backend file to the pages in use (`Store::defragment`), with
+//!   writes and reads on the member waiting meanwhile.
 //! - Hash is the same CRC-32C as HashKV at the current revision: etcd hashes
 //!   its whole bolt file, whose layout no other implementation shares, so the
 //!   value is only comparable between retcd members anyway.
@@ -115,6 +116,17 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.server.store.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Error::from)?;
+        tracing::info!(
+            took = ?started.elapsed(),
+            db_size_bytes = self.server.store.db_size_bytes(),
+            "finished defragmenting the backend"
+        );
         Ok(Response::new(DefragmentResponse {
             header: Some(self.server.header(self.server.store.current_revision())),
         }))
