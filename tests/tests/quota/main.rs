@@ -259,6 +259,14 @@ fn nospace_recovery_by_compact_defrag_disarm_matches_reference() {
 
         let defrag = server.etcdctl(&["defrag"]);
         defrag.assert_success();
+        let metrics = server.http_get("/metrics").text();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "etcd_disk_backend_defrag_duration_seconds_count 1"),
+            "{}: one defragmentation timed in /metrics",
+            server.name()
+        );
         let shrunk = db_size(server);
         assert!(
             shrunk * 2 < full,

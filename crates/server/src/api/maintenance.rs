@@ -29,6 +29,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::ETCD_VERSION;
 use crate::error::Error;
+use crate::metrics;
 use crate::server::{Applied, EtcdServer};
 
 /// Serves etcd's Maintenance API from the server core.
@@ -122,8 +123,10 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Error::from)?;
+        let took = started.elapsed();
+        metrics::DEFRAG_SECONDS.observe(took.as_secs_f64());
         tracing::info!(
-            took = ?started.elapsed(),
+            ?took,
             db_size_bytes = self.server.store.db_size_bytes(),
             "finished defragmenting the backend"
         );
