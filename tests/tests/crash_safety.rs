@@ -10,6 +10,10 @@
 //! - the store's revision is at least the highest acknowledged one, and a new
 //!   write gets a revision strictly greater than every acknowledged one.
 //!
+//! Meanwhile another task defragments the backend over and over (each writer
+//! overwrites one key of its own too, so there are free pages to move), so
+//! kills also land in the middle of a defragmentation.
+//!
 //! The kill moments come from a seed printed at the start; set
 //! `RETCD_CRASH_SEED` to replay one.
 
@@ -84,7 +88,8 @@ async fn connect(server: &Server) -> Client {
         .expect("connect")
 }
 
-/// Puts unique keys until a put fails, recording each acknowledgement.
+/// Puts unique keys until a put fails, recording each acknowledgement; in
+/// between, overwrites a key of its own with a bigger value, leaving garbage.
 async fn writer(mut client: Client, round: usize, id: usize, acks: Arc<Mutex<Vec<Ack>>>) {
     for seq in 0.. {
         let key = format!("crash/{round:02}/{id:02}/{seq:06}");
@@ -100,6 +105,28 @@ async fn writer(mut client: Client, round: usize, id: usize, acks: Arc<Mutex<Vec
             }
             Err(_) => return,
         }
+        let scratch = format!("scratch/{id:02}");
+        if client.put(scratch, "x".repeat(4096), None).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Compacts away the overwritten values and defragments, over and over,
+/// until a request fails; counts the defragmentations in `done`.
+async fn defragmenter(mut client: Client, done: Arc<Mutex<usize>>) {
+    loop {
+        let Ok(status) = client.status().await else {
+            return;
+        };
+        let revision = status.header().expect("status has a header").revision();
+        // Another round's compaction may be newer; only a dead server ends this.
+        let _ = client.compact(revision, None).await;
+        if client.defragment().await.is_err() {
+            return;
+        }
+        *done.lock().unwrap() += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -173,9 +200,11 @@ async fn acknowledged_writes_survive_kill9() {
     for round in 0..ROUNDS {
         let acks = Arc::new(Mutex::new(Vec::new()));
         let client = connect(&server).await;
-        let tasks: Vec<_> = (0..WRITERS)
+        let mut tasks: Vec<_> = (0..WRITERS)
             .map(|id| tokio::spawn(writer(client.clone(), round, id, acks.clone())))
             .collect();
+        let defrags = Arc::new(Mutex::new(0));
+        tasks.push(tokio::spawn(defragmenter(client.clone(), defrags.clone())));
 
         let waited = tokio::time::Instant::now();
         while acks.lock().unwrap().is_empty() {
@@ -196,7 +225,11 @@ async fn acknowledged_writes_survive_kill9() {
             let _ = task.await;
         }
         let round_acks = acks.lock().unwrap().clone();
-        eprintln!("round {round}: {} acknowledged writes", round_acks.len());
+        eprintln!(
+            "round {round}: {} acknowledged writes, {} defragmentations",
+            round_acks.len(),
+            defrags.lock().unwrap()
+        );
         all_acks.extend(round_acks);
 
         server.restart();
