@@ -4,8 +4,11 @@
 //! registered, so clients get gRPC UNIMPLEMENTED for them.
 
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
