@@ -93,6 +93,13 @@ pub fn router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     let admin = crate::gateway_maintenance::router(server.clone(), PREFIXES, max_message)
         .layer(DefaultBodyLimit::max(body_limit));
+    let concurrency = crate::gateway_concurrency::router(
+        server.clone(),
+        watch_hub.clone(),
+        PREFIXES,
+        max_message,
+    )
+    .layer(DefaultBodyLimit::max(body_limit));
     let state = Gateway {
         kv: KvService {
             server: server.clone(),
@@ -118,6 +125,7 @@ pub fn router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> Router {
         .with_state(state)
         .merge(leases)
         .merge(admin)
+        .merge(concurrency)
 }
 
 /// Whether `request` is a gRPC call (which the HTTP layers leave alone).

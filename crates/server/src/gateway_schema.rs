@@ -11,6 +11,10 @@ use retcd_api::etcdserverpb::{
     MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest,
     SnapshotRequest, StatusRequest, TxnRequest, WatchRequest,
 };
+use retcd_api::v3electionpb::{
+    CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest, ResignRequest,
+};
+use retcd_api::v3lockpb::{LockRequest, UnlockRequest};
 
 use crate::gateway_decode::{EnumType, Field, FieldType, GatewayRequest, MessageType};
 
@@ -248,6 +252,46 @@ static HASH_KV: MessageType = MessageType {
 static MOVE_LEADER: MessageType = MessageType {
     fields: &[field("targetID", 1, Uint64)],
 };
+/// v3lockpb.LockRequest.
+static LOCK: MessageType = MessageType {
+    fields: &[field("name", 1, Bytes), field("lease", 2, Int64)],
+};
+/// v3lockpb.UnlockRequest.
+static UNLOCK: MessageType = MessageType {
+    fields: &[field("key", 1, Bytes)],
+};
+/// v3electionpb.CampaignRequest.
+static CAMPAIGN: MessageType = MessageType {
+    fields: &[
+        field("name", 1, Bytes),
+        field("lease", 2, Int64),
+        field("value", 3, Bytes),
+    ],
+};
+/// v3electionpb.LeaderKey.
+static LEADER_KEY: MessageType = MessageType {
+    fields: &[
+        field("name", 1, Bytes),
+        field("key", 2, Bytes),
+        field("rev", 3, Int64),
+        field("lease", 4, Int64),
+    ],
+};
+/// v3electionpb.LeaderRequest.
+static LEADER: MessageType = MessageType {
+    fields: &[field("name", 1, Bytes)],
+};
+/// v3electionpb.ProclaimRequest.
+static PROCLAIM: MessageType = MessageType {
+    fields: &[
+        field("leader", 1, Message(&LEADER_KEY)),
+        field("value", 2, Bytes),
+    ],
+};
+/// v3electionpb.ResignRequest.
+static RESIGN: MessageType = MessageType {
+    fields: &[field("leader", 1, Message(&LEADER_KEY))],
+};
 
 /// Ties request types to their tables.
 macro_rules! schemas {
@@ -282,6 +326,13 @@ schemas! {
     HashKvRequest => HASH_KV,
     MoveLeaderRequest => MOVE_LEADER,
     SnapshotRequest => EMPTY,
+    LockRequest => LOCK,
+    UnlockRequest => UNLOCK,
+    CampaignRequest => CAMPAIGN,
+    LeaderKey => LEADER_KEY,
+    LeaderRequest => LEADER,
+    ProclaimRequest => PROCLAIM,
+    ResignRequest => RESIGN,
 }
 
 #[cfg(test)]
@@ -338,5 +389,14 @@ mod tests {
         agree::<AlarmRequest>(r#"{"action":"ACTIVATE","memberID":"5","alarm":"NOSPACE"}"#);
         agree::<HashKvRequest>(r#"{"revision":"3"}"#);
         agree::<MoveLeaderRequest>(r#"{"targetID":"3"}"#);
+        agree::<LockRequest>(r#"{"name":"YQ==","lease":"5"}"#);
+        agree::<UnlockRequest>(r#"{"key":"YS81"}"#);
+        agree::<CampaignRequest>(r#"{"name":"YQ==","lease":"5","value":"dg=="}"#);
+        agree::<LeaderKey>(r#"{"name":"YQ==","key":"YS81","rev":"7","lease":"5"}"#);
+        agree::<LeaderRequest>(r#"{"name":"YQ=="}"#);
+        agree::<ProclaimRequest>(
+            r#"{"leader":{"name":"YQ==","key":"YS81","rev":"7","lease":"5"},"value":"dg=="}"#,
+        );
+        agree::<ResignRequest>(r#"{"leader":{"name":"YQ==","key":"YS81","rev":"7","lease":"5"}}"#);
     }
 }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod fault;
 pub mod gateway;
+pub mod gateway_concurrency;
 mod gateway_decode;
 mod gateway_json;
 pub mod gateway_lease;

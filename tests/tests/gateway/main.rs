@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod body_size;
+mod concurrency;
 mod endpoints;
 mod errors;
 mod headers;
