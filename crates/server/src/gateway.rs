@@ -10,8 +10,11 @@
 //! decoded as etcd 3.4's gateway decodes them (`gateway_decode`): what it
 //! accepts we accept, and what it rejects gets 400, code 3 and Go's text.
 //!
-//! `GET /health`, `/version` and `/metrics` are served beside them.
+//! `GET /health`, `/version` and `/metrics` are served beside them. As
+//! behind etcd's Go mux, `/v3` redirects to `/v3/` and a 405 lists no
+//! allowed methods.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use retcd_api::etcdserverpb::kv_server::Kv;
 use retcd_api::etcdserverpb::{AlarmType, RangeRequest};
 use retcd_mvcc::watch::WatchHub;
@@ -111,7 +114,8 @@ pub fn router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> Router {
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
-        .route("/metrics", get(metrics_text).post(metrics_text));
+        .route("/metrics", get(metrics_text).post(metrics_text))
+        .route(V3_DIRECTORY, any(redirect_to_directory));
     for prefix in PREFIXES {
         router = router
             .route(&format!("{prefix}/kv/range"), post(kv_range))
@@ -145,11 +149,15 @@ pub async fn access_control(request: Request, next: Next) -> Response {
     if is_grpc(&request) {
         return next.run(request).await;
     }
-    let response = if request.method() == Method::OPTIONS {
+    let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
         next.run(request).await
     };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // axum lists the allowed methods; Go's 405 does not.
+        response.headers_mut().remove(header::ALLOW);
+    }
     (CORS_HEADERS, response).into_response()
 }
 
@@ -185,6 +193,61 @@ pub async fn fallback(request: Request) -> Response {
 /// `http.Error` does.
 pub async fn method_not_allowed() -> Response {
     plain_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// The one gateway prefix etcd registers as a directory (`/v3/`), whose
+/// bare name Go's mux redirects.
+const V3_DIRECTORY: &str = "/v3";
+
+/// Any method on `/v3`: Go's mux answers 301 to `/v3/` (query kept), with
+/// `http.Redirect`'s small HTML body for GET, its content type alone for
+/// HEAD, and neither otherwise.
+async fn redirect_to_directory(request: Request) -> Response {
+    let location = match request.uri().query() {
+        Some(query) if !query.is_empty() => format!("{V3_DIRECTORY}/?{query}"),
+        _ => format!("{V3_DIRECTORY}/"),
+    };
+    let Ok(location_value) = header::HeaderValue::from_str(&location) else {
+        return plain_text(StatusCode::BAD_REQUEST, "Bad Request\n");
+    };
+    let html = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+    let mut response = match *request.method() {
+        Method::GET => {
+            let body = format!(
+                "<a href=\"{}\">Moved Permanently</a>.\n\n",
+                html_escape(&location)
+            );
+            (html, body).into_response()
+        }
+        // Go writes no body, so no length either: a body of unknown size.
+        Method::HEAD => (
+            html,
+            axum::body::Body::from_stream(futures::stream::empty::<Result<Bytes, Infallible>>()),
+        )
+            .into_response(),
+        _ => ().into_response(),
+    };
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, location_value);
+    response
+}
+
+/// `text` with the characters Go's `htmlEscape` replaces replaced.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A plain-text answer as Go's `http.Error` writes it.

@@ -260,3 +260,72 @@ fn errors_carry_json_content_type() {
         );
     }
 }
+
+/// Go's mux redirects `/v3` (the gateway's directory, without its slash) to
+/// `/v3/` with 301, keeping the query; GET gets a small HTML body, HEAD only
+/// its content type, other methods neither. `/v3beta` and `/v3alpha` are no
+/// directories there: plain 404.
+#[test]
+fn bare_v3_redirects_as_reference() {
+    let (reference, ours) = Server::pair(&[]);
+    let requests = [
+        ("GET", "/v3"),
+        ("GET", "/v3?a=b&c=d%20e"),
+        ("HEAD", "/v3"),
+        ("POST", "/v3"),
+        ("PUT", "/v3"),
+        ("GET", "/v3beta"),
+        ("GET", "/v3alpha"),
+    ];
+    let answer = |server: &Server, method: &str, path: &str| {
+        let body = (method == "POST" || method == "PUT").then_some(b"{}".as_slice());
+        let response = http::request(server.client_port(), method, path, body)
+            .unwrap_or_else(|e| panic!("{} {method} {path}: {e:#}", server.flavour().label()));
+        let header = |name: &str| response.header(name).map(str::to_string);
+        (
+            response.status,
+            header("location"),
+            header("content-type"),
+            header("content-length"),
+            response.text(),
+        )
+    };
+    for (method, path) in requests {
+        let want = answer(&reference, method, path);
+        assert_eq!(answer(&ours, method, path), want, "{method} {path}");
+    }
+    let get = answer(&reference, "GET", "/v3?a=b&c=d%20e");
+    assert_eq!(get.0, 301);
+    assert_eq!(get.1.as_deref(), Some("/v3/?a=b&c=d%20e"));
+    assert_eq!(
+        get.4,
+        "<a href=\"/v3/?a=b&amp;c=d%20e\">Moved Permanently</a>.\n\n"
+    );
+    assert_eq!(answer(&reference, "GET", "/v3beta").0, 404);
+}
+
+/// A wrong method gets Go's 405, which names no allowed methods (axum's
+/// would carry an `Allow` header).
+#[test]
+fn method_not_allowed_has_no_allow_header() {
+    let (reference, ours) = Server::pair(&[]);
+    for (method, path) in [
+        ("GET", "/v3/kv/range"),
+        ("PUT", "/v3/lock/lock"),
+        ("GET", "/v3/election/observe"),
+        ("DELETE", "/v3/lease/grant"),
+    ] {
+        for server in [&reference, &ours] {
+            let response = http::request(server.client_port(), method, path, None)
+                .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
+            let label = server.flavour().label();
+            assert_eq!(response.status, 405, "{label} {method} {path}");
+            assert_eq!(
+                response.header("allow"),
+                None,
+                "{label} {method} {path}: {:?}",
+                response.headers
+            );
+        }
+    }
+}
