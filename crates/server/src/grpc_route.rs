@@ -35,11 +35,15 @@ use retcd_api::etcdserverpb::kv_server::{self, KvServer};
 use retcd_api::etcdserverpb::lease_server::{self, LeaseServer};
 use retcd_api::etcdserverpb::maintenance_server::{self, MaintenanceServer};
 use retcd_api::etcdserverpb::watch_server::{self, WatchServer};
+use retcd_api::v3electionpb::election_server::{self, ElectionServer};
+use retcd_api::v3lockpb::lock_server::{self, LockServer};
 use tonic::codegen::{BoxFuture, Service};
 
 use crate::api::cluster::ClusterService;
+use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
+use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::membership::RaftCluster;
@@ -61,6 +65,10 @@ enum GrpcService {
     Cluster,
     /// `etcdserverpb.Maintenance`.
     Maintenance,
+    /// `v3lockpb.Lock`.
+    Lock,
+    /// `v3electionpb.Election`.
+    Election,
 }
 
 impl GrpcService {
@@ -76,6 +84,8 @@ impl GrpcService {
             lease_server::SERVICE_NAME => Some(GrpcService::Lease),
             cluster_server::SERVICE_NAME => Some(GrpcService::Cluster),
             maintenance_server::SERVICE_NAME => Some(GrpcService::Maintenance),
+            lock_server::SERVICE_NAME => Some(GrpcService::Lock),
+            election_server::SERVICE_NAME => Some(GrpcService::Election),
             _ => None,
         }
     }
@@ -93,6 +103,10 @@ pub struct GrpcServices {
     pub cluster: ClusterServer<ClusterService>,
     /// The Maintenance service.
     pub maintenance: MaintenanceServer<MaintenanceService>,
+    /// The Lock service.
+    pub lock: LockServer<LockService>,
+    /// The Election service.
+    pub election: ElectionServer<ElectionService>,
     /// The member list, which knows whether this member is a learner.
     pub membership: Arc<RaftCluster>,
 }
@@ -114,6 +128,8 @@ impl GrpcServices {
             GrpcService::Lease => self.lease.clone().call(request),
             GrpcService::Cluster => self.cluster.clone().call(request),
             GrpcService::Maintenance => self.maintenance.clone().call(request),
+            GrpcService::Lock => self.lock.clone().call(request),
+            GrpcService::Election => self.election.clone().call(request),
         }
     }
 }
@@ -247,7 +263,12 @@ mod tests {
             ("/etcdserverpb.KV", None),
             ("/etcdserverpb.KVX/Put", None),
             ("/etcdserverpb.Auth/AuthStatus", None),
-            ("/v3lockpb.Lock/Lock", None),
+            ("/v3lockpb.Lock/Lock", Some(GrpcService::Lock)),
+            (
+                "/v3electionpb.Election/Observe",
+                Some(GrpcService::Election),
+            ),
+            ("/v3lockpb.Locks/Lock", None),
             ("/v3/kv/put", None),
             ("/health", None),
             ("/", None),

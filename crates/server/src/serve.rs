@@ -14,14 +14,19 @@ use retcd_api::etcdserverpb::kv_server::KvServer;
 use retcd_api::etcdserverpb::lease_server::LeaseServer;
 use retcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
+use retcd_api::v3electionpb::election_server::ElectionServer;
+use retcd_api::v3lockpb::lock_server::LockServer;
 use retcd_mvcc::Store;
 use retcd_mvcc::watch::{WatchHub, WatchLimits};
 use retcd_raft::NodeConfig;
 use tokio::sync::watch;
 
 use crate::api::cluster::ClusterService;
+use crate::api::concurrency::ConcurrencyClient;
+use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
+use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::apply::Applier;
@@ -251,6 +256,21 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
         server: server.clone(),
         hub: watch_hub,
     };
+    let concurrency = ConcurrencyClient {
+        kv: KvService {
+            server: server.clone(),
+        },
+        lease: LeaseService::new(server.clone()),
+        watch: watch.clone(),
+    };
+    let lock = LockServer::new(LockService {
+        client: concurrency.clone(),
+    })
+    .max_decoding_message_size(max_decode);
+    let election = ElectionServer::new(ElectionService {
+        client: concurrency,
+    })
+    .max_decoding_message_size(max_decode);
     let watch_gateway = gateway_watch::router(watch.clone(), gateway::PREFIXES);
     let watch_hub = watch.hub.clone();
     let watch = WatchServer::new(watch)
@@ -262,6 +282,8 @@ fn client_router(server: Arc<EtcdServer>, watch_hub: WatchHub) -> ClientService 
         lease,
         cluster,
         maintenance,
+        lock,
+        election,
         membership: server.cluster.clone(),
     };
     let routes = gateway::router(server, watch_hub)

@@ -458,3 +458,86 @@ fn other_prefixes_match_reference() {
     assert_eq!(alpha.status, 404, "the reference has no /v3alpha gateway");
     compare_gateway_prefixes(&reference, "/v3", &ours, "/v3alpha", &calls);
 }
+
+/// The gRPC answer of one step: revision (or error code and text) and key.
+type GrpcStep = Result<(i64, Vec<u8>), (tonic::Code, String)>;
+
+/// The header revision and `key` of a successful call, or its error.
+fn grpc_step<T>(
+    result: Result<T, etcd_client::Error>,
+    parts: impl Fn(&T) -> (i64, Vec<u8>),
+) -> GrpcStep {
+    match result {
+        Ok(resp) => Ok(parts(&resp)),
+        Err(etcd_client::Error::GRpcStatus(status)) => {
+            Err((status.code(), status.message().to_string()))
+        }
+        Err(other) => panic!("not a gRPC status: {other:?}"),
+    }
+}
+
+/// Lock and election over gRPC (`v3lockpb.Lock`, `v3electionpb.Election`).
+async fn grpc_sequence(server: &Server) -> Vec<GrpcStep> {
+    use etcd_client::{Client, LockOptions, ProclaimOptions, ResignOptions};
+    let mut client = Client::connect([server.client_url()], None).await.unwrap();
+    client
+        .lease_grant(
+            60,
+            Some(etcd_client::LeaseGrantOptions::new().with_id(LEASE_A)),
+        )
+        .await
+        .unwrap();
+    let revision = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision());
+    let mut steps = Vec::new();
+    let with_lease = |lease| Some(LockOptions::new().with_lease(lease));
+    let lock = client.lock("g", with_lease(LEASE_A)).await;
+    let key = lock.as_ref().map(|l| l.key().to_vec()).unwrap_or_default();
+    steps.push(grpc_step(lock, |r| {
+        (revision(r.header()), r.key().to_vec())
+    }));
+    let unknown_lease = client.lock("g", with_lease(999)).await;
+    steps.push(grpc_step(unknown_lease, |r| {
+        (revision(r.header()), r.key().to_vec())
+    }));
+    let unlock = client.unlock(key).await;
+    steps.push(grpc_step(unlock, |r| (revision(r.header()), Vec::new())));
+    let won = client.campaign("ge", "v", LEASE_A).await.unwrap();
+    let leader_key = won.leader().cloned().unwrap();
+    steps.push(Ok((revision(won.header()), leader_key.key().to_vec())));
+    let leader = client.leader("ge").await;
+    steps.push(grpc_step(leader, |r| {
+        let kv = r.kv().unwrap();
+        (revision(r.header()), kv.value().to_vec())
+    }));
+    let proclaim = client
+        .proclaim(
+            "w",
+            Some(ProclaimOptions::new().with_leader(leader_key.clone())),
+        )
+        .await;
+    steps.push(grpc_step(proclaim, |r| (revision(r.header()), Vec::new())));
+    let no_key = client.proclaim("w", None).await;
+    steps.push(grpc_step(no_key, |r| (revision(r.header()), Vec::new())));
+    let resign = client
+        .resign(Some(ResignOptions::new().with_leader(leader_key)))
+        .await;
+    steps.push(grpc_step(resign, |r| (revision(r.header()), Vec::new())));
+    let none = client.leader("ge").await;
+    steps.push(grpc_step(none, |r| (revision(r.header()), Vec::new())));
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_lock_and_election_match_reference() {
+    let (reference, ours) = Server::pair(&[]);
+    let want = grpc_sequence(&reference).await;
+    let got = grpc_sequence(&ours).await;
+    assert_eq!(got, want);
+    let unknown = |text: &str| Err((tonic::Code::Unknown, text.to_string()));
+    assert_eq!(want[0], Ok((2, b"g/64".to_vec())));
+    assert_eq!(want[1], unknown("etcdserver: requested lease not found"));
+    assert_eq!(want[3], Ok((4, b"ge/64".to_vec())));
+    assert_eq!(want[4], Ok((4, b"v".to_vec())));
+    assert_eq!(want[6], unknown("\"leader\" field must be provided"));
+    assert_eq!(want[8], unknown("election: no leader"));
+}
