@@ -15,9 +15,11 @@
 //! Every method of etcd 3.4's client services (the [`METHODS`] table) is
 //! resolved to its counters when the metrics register, so every label set is
 //! listed at zero from the start, as etcd pre-registers them, and a call costs
-//! a binary search of the table and a handful of atomic increments. Calls of
-//! other paths (gateway, `/metrics`, services etcd 3.4 does not have) pass
-//! through uncounted.
+//! a binary search of the table and a handful of atomic increments. The Lock
+//! and Election methods ([`LATE_METHODS`]) are counted too, but as in etcd,
+//! which registers those services after its metrics, a label set appears only
+//! once it is first counted. Calls of other paths (gateway, `/metrics`,
+//! services etcd 3.4 does not have) pass through uncounted.
 //!
 //! How the outcome is found: a gRPC response is a status either in its
 //! headers (trailers-only, how errors are answered) or in the trailers after
@@ -32,7 +34,7 @@
 //! calls the services in process.
 
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::http::{HeaderMap, Request, Response, header};
@@ -113,6 +115,18 @@ const METHODS: &[(&str, &str, CallType)] = &[
     ("grpc.health.v1.Health", "Watch", CallType::ServerStream),
 ];
 
+/// The methods etcd 3.4 serves on its client port but does not pre-register:
+/// their label sets are made when first counted.
+const LATE_METHODS: &[(&str, &str, CallType)] = &[
+    ("v3lockpb.Lock", "Lock", CallType::Unary),
+    ("v3lockpb.Lock", "Unlock", CallType::Unary),
+    ("v3electionpb.Election", "Campaign", CallType::Unary),
+    ("v3electionpb.Election", "Proclaim", CallType::Unary),
+    ("v3electionpb.Election", "Leader", CallType::Unary),
+    ("v3electionpb.Election", "Observe", CallType::ServerStream),
+    ("v3electionpb.Election", "Resign", CallType::Unary),
+];
+
 /// grpc-go's names of the status codes, indexed by code (`grpc_code`).
 const CODE_NAMES: [&str; 17] = [
     "OK",
@@ -142,21 +156,102 @@ const UNKNOWN: usize = 2;
 /// big-endian `u32` length.
 const MESSAGE_PREFIX_BYTES: usize = 5;
 
-/// One method's counters, resolved once.
+/// One method's counters, each resolved once: at registration for
+/// [`METHODS`], when first counted for [`LATE_METHODS`].
 pub struct MethodMetrics {
+    /// `grpc_type`, `grpc_service`, `grpc_method`.
+    labels: [&'static str; 3],
     /// `grpc_server_started_total`.
-    started: IntCounter,
+    started: OnceLock<IntCounter>,
     /// `grpc_server_msg_received_total`.
-    received: IntCounter,
+    received: OnceLock<IntCounter>,
     /// `grpc_server_msg_sent_total`.
-    sent: IntCounter,
+    sent: OnceLock<IntCounter>,
     /// `grpc_server_handled_total`, by code.
-    handled: [IntCounter; CODE_NAMES.len()],
+    handled: [OnceLock<IntCounter>; CODE_NAMES.len()],
+}
+
+impl MethodMetrics {
+    /// The unresolved counters of `service`/`method`.
+    fn new(service: &'static str, method: &'static str, call_type: CallType) -> MethodMetrics {
+        MethodMetrics {
+            labels: [call_type.label(), service, method],
+            started: OnceLock::new(),
+            received: OnceLock::new(),
+            sent: OnceLock::new(),
+            handled: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// `grpc_server_started_total`.
+    fn started(&self) -> &IntCounter {
+        let vecs = &METRICS.vecs;
+        self.started
+            .get_or_init(|| vecs.started.with_label_values(&self.labels))
+    }
+
+    /// `grpc_server_msg_received_total`.
+    fn received(&self) -> &IntCounter {
+        let vecs = &METRICS.vecs;
+        self.received
+            .get_or_init(|| vecs.received.with_label_values(&self.labels))
+    }
+
+    /// `grpc_server_msg_sent_total`.
+    fn sent(&self) -> &IntCounter {
+        let vecs = &METRICS.vecs;
+        self.sent
+            .get_or_init(|| vecs.sent.with_label_values(&self.labels))
+    }
+
+    /// `grpc_server_handled_total` for `code`.
+    fn handled(&self, code: usize) -> &IntCounter {
+        let vecs = &METRICS.vecs;
+        self.handled[code].get_or_init(|| {
+            let [call_type, service, method] = self.labels;
+            vecs.handled
+                .with_label_values(&[call_type, service, method, CODE_NAMES[code]])
+        })
+    }
+
+    /// Makes every counter, listed at zero until counted.
+    fn resolve(&self, vecs: &CallVecs) {
+        let [call_type, service, method] = self.labels;
+        let _ = self
+            .started
+            .set(vecs.started.with_label_values(&self.labels));
+        let _ = self
+            .received
+            .set(vecs.received.with_label_values(&self.labels));
+        let _ = self.sent.set(vecs.sent.with_label_values(&self.labels));
+        for (code, cell) in self.handled.iter().enumerate() {
+            let _ = cell.set(vecs.handled.with_label_values(&[
+                call_type,
+                service,
+                method,
+                CODE_NAMES[code],
+            ]));
+        }
+    }
+}
+
+/// The per-method counter families.
+struct CallVecs {
+    /// `grpc_server_started_total`.
+    started: IntCounterVec,
+    /// `grpc_server_msg_received_total`.
+    received: IntCounterVec,
+    /// `grpc_server_msg_sent_total`.
+    sent: IntCounterVec,
+    /// `grpc_server_handled_total`.
+    handled: IntCounterVec,
 }
 
 /// Every counter of this module.
 struct GrpcMetrics {
-    /// Per-method counters, in [`METHODS`] order.
+    /// The families the per-method counters belong to.
+    vecs: CallVecs,
+    /// Per-method counters, in [`METHODS`] then [`LATE_METHODS`] order.
     methods: Vec<MethodMetrics>,
     /// `/<service>/<method>` paths, sorted, with their index in `methods`.
     by_path: Vec<(String, usize)>,
@@ -197,27 +292,29 @@ impl GrpcMetrics {
             "Total number of RPCs completed on the server, regardless of success or failure.",
             &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         );
-        let methods = METHODS
+        let vecs = CallVecs {
+            started,
+            received,
+            sent,
+            handled,
+        };
+        let methods: Vec<MethodMetrics> = METHODS
             .iter()
-            .map(|&(service, method, call_type)| {
-                let values = [call_type.label(), service, method];
-                MethodMetrics {
-                    started: started.with_label_values(&values),
-                    received: received.with_label_values(&values),
-                    sent: sent.with_label_values(&values),
-                    handled: CODE_NAMES.map(|code| {
-                        handled.with_label_values(&[values[0], values[1], values[2], code])
-                    }),
-                }
-            })
+            .chain(LATE_METHODS)
+            .map(|&(service, method, call_type)| MethodMetrics::new(service, method, call_type))
             .collect();
+        for m in &methods[..METHODS.len()] {
+            m.resolve(&vecs);
+        }
         let mut by_path: Vec<(String, usize)> = METHODS
             .iter()
+            .chain(LATE_METHODS)
             .enumerate()
             .map(|(i, (service, method, _))| (format!("/{service}/{method}"), i))
             .collect();
         by_path.sort();
         GrpcMetrics {
+            vecs,
             methods,
             by_path,
             received_bytes: register_int_counter!(
@@ -346,7 +443,7 @@ where
     fn call(&mut self, request: Request<B>) -> MeteredCall<S::Future> {
         let call = call_metrics(request.uri().path(), request.headers());
         if let Some(m) = call {
-            m.started.inc();
+            m.started().inc();
         }
         let request = request.map(|inner| MeteredRequestBody {
             inner,
@@ -386,7 +483,7 @@ where
             // A trailers-only answer: the status is final, the body empty.
             let call = match (call, status_code(response.headers())) {
                 (Some(m), Some(code)) => {
-                    m.handled[code].inc();
+                    m.handled(code).inc();
                     None
                 }
                 (call, _) => call,
@@ -404,7 +501,7 @@ impl<F> Drop for MeteredCall<F> {
     fn drop(&mut self) {
         // Dropped before answering: the client went away.
         if let Some(m) = self.call {
-            m.handled[CANCELED].inc();
+            m.handled(CANCELED).inc();
         }
     }
 }
@@ -437,7 +534,7 @@ where
         {
             let (messages, bytes) = this.messages.feed(data);
             if messages > 0 {
-                m.received.inc_by(messages);
+                m.received().inc_by(messages);
                 METRICS.received_bytes.inc_by(bytes);
             }
         }
@@ -485,21 +582,21 @@ where
                 if let Some(data) = frame.data_ref() {
                     let (messages, bytes) = this.messages.feed(data);
                     if messages > 0 {
-                        m.sent.inc_by(messages);
+                        m.sent().inc_by(messages);
                         METRICS.sent_bytes.inc_by(bytes);
                     }
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    m.handled[status_code(trailers).unwrap_or(UNKNOWN)].inc();
+                    m.handled(status_code(trailers).unwrap_or(UNKNOWN)).inc();
                     this.call = None;
                 }
             }
             // The body failed (the connection broke) before its status.
             Poll::Ready(Some(Err(_))) => {
-                m.handled[CANCELED].inc();
+                m.handled(CANCELED).inc();
                 this.call = None;
             }
             Poll::Ready(None) => {
-                m.handled[UNKNOWN].inc();
+                m.handled(UNKNOWN).inc();
                 this.call = None;
             }
             Poll::Pending => {}
@@ -520,7 +617,7 @@ impl<B> Drop for MeteredResponseBody<B> {
     fn drop(&mut self) {
         // Dropped before its status went out: the client went away.
         if let Some(m) = self.call {
-            m.handled[CANCELED].inc();
+            m.handled(CANCELED).inc();
         }
     }
 }
@@ -592,11 +689,51 @@ mod tests {
         assert!(call_metrics("/grpc.health.v1.Health/Check", &proto).is_some());
         assert!(call_metrics("/etcdserverpb.KV/Put", &grpc("application/json")).is_none());
         assert!(call_metrics("/etcdserverpb.KV/Nope", &proto).is_none());
-        assert!(call_metrics("/v3lockpb.Lock/Lock", &proto).is_none());
+        assert!(call_metrics("/v3lockpb.Lock/Nope", &proto).is_none());
         assert!(call_metrics("/v3/kv/put", &proto).is_none());
         assert!(std::ptr::eq(
             call_metrics("/etcdserverpb.Watch/Watch", &proto).unwrap(),
             &METRICS.methods[5]
         ));
+        assert!(std::ptr::eq(
+            call_metrics("/v3electionpb.Election/Observe", &proto).unwrap(),
+            &METRICS.methods[METHODS.len() + 5]
+        ));
+    }
+
+    #[test]
+    fn late_methods_are_listed_once_counted_and_only_with_codes_seen() {
+        let proto = {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
+            headers
+        };
+        let listed = |needle: &str| {
+            crate::metrics::render()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let unlock = r#"grpc_method="Unlock""#;
+        assert!(listed(unlock).is_empty(), "{:?}", listed(unlock));
+        let m = call_metrics("/v3lockpb.Lock/Unlock", &proto).unwrap();
+        m.started().inc();
+        m.handled(0).inc();
+        let lines = listed(unlock);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains(r#"grpc_service="v3lockpb.Lock""#)
+                    && l.contains(r#"grpc_type="unary""#)
+                    && l.ends_with(" 1"))
+        );
+        assert!(lines.iter().any(
+            |l| l.starts_with("grpc_server_handled_total{") && l.contains(r#"grpc_code="OK""#)
+        ));
+        // Pre-registered methods list every code from the start.
+        let put = listed(r#"grpc_method="Put""#);
+        assert_eq!(put.len(), 3 + CODE_NAMES.len(), "{put:?}");
     }
 }

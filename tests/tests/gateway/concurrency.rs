@@ -540,4 +540,27 @@ async fn grpc_lock_and_election_match_reference() {
     assert_eq!(want[4], Ok((4, b"v".to_vec())));
     assert_eq!(want[6], unknown("\"leader\" field must be provided"));
     assert_eq!(want[8], unknown("election: no leader"));
+
+    // Both count these calls in /metrics, listing a method and a code only
+    // once one was counted (etcd registers these services after its metrics).
+    let counted = |server: &Server| {
+        let mut lines: Vec<String> = server
+            .http_get("/metrics")
+            .text()
+            .lines()
+            .filter(|l| l.contains("v3lockpb") || l.contains("v3electionpb"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let reference_counts = counted(&reference);
+    assert_eq!(counted(&ours), reference_counts);
+    assert!(
+        reference_counts.contains(
+            &r#"grpc_server_handled_total{grpc_code="Unknown",grpc_method="Lock",grpc_service="v3lockpb.Lock",grpc_type="unary"} 1"#
+                .to_string()
+        ),
+        "{reference_counts:#?}"
+    );
 }
