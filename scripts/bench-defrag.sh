@@ -27,6 +27,8 @@ mkdir -p "$run_dir"
 
 log() { echo "bench-defrag: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/bench-lib.sh
+source "$repo/scripts/bench-lib.sh"
 
 if [[ -z ${RETCD_ETCD:-} ]]; then
   cargo build --release -p retcd-server --bin etcd >&2
@@ -37,29 +39,10 @@ bench_bin=$repo/target/release/etcd-bench
 server_pid=""
 stop_server() {
   [[ -n $server_pid ]] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_pid "$server_pid"
   server_pid=""
 }
 trap stop_server EXIT
-
-# A loopback TCP port nothing listens on.
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 
 # "revision dbSize dbSizeInUse" of the endpoint $1.
 status() {
@@ -71,22 +54,10 @@ print(s["header"]["revision"], s["dbSize"], s.get("dbSizeInUse", "-"))'
 
 # Runs the load, compaction and defragmentation against binary $2, labelled $1.
 run_one() {
-  local label=$1 bin=$2 client_port peer_port endpoint peer_url rev size in_use start end
-  client_port=$(free_port)
-  peer_port=$(free_port)
-  endpoint=http://127.0.0.1:$client_port
-  peer_url=http://127.0.0.1:$peer_port
-  log "starting $label ($bin) on $endpoint"
-  "$bin" --name bench --data-dir "$run_dir/$label-data" \
-    --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
-    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
-    --initial-cluster "bench=$peer_url" --quota-backend-bytes 8000000000 \
-    >"$run_dir/$label.server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 120); do
-    curl -sf "$endpoint/health" | grep -q '"true"' && break
-    sleep 0.5
-  done
+  local label=$1 bin=$2 endpoint rev size in_use start end
+  log "starting $label ($bin)"
+  start_single "$bin" "$run_dir/$label-data" "$run_dir/$label.server.log" \
+    --quota-backend-bytes 8000000000
   "$bench_bin" --endpoints "$endpoint" --clients 100 --conns 10 --total "$puts" \
     put --val-size 1024 --key-space-size "$keys" >"$run_dir/$label.bench.txt"
   read -r rev size in_use < <(status "$endpoint")

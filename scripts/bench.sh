@@ -61,6 +61,8 @@ workloads=(
 
 log() { echo "bench.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/bench-lib.sh
+source "$repo/scripts/bench-lib.sh"
 
 server_pids=()
 bench_pid=""
@@ -95,19 +97,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A loopback TCP port nothing listens on (bash's /dev/tcp: connect fails).
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 
 # The number after "key": in one-line JSON file $1 (etcd-bench --json output).
 json_num() {

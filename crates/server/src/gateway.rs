@@ -290,6 +290,25 @@ where
     }
 }
 
+/// Declares unary gateway handlers: each `$name` takes the `$state` router
+/// state (with a `max_message` field) and a JSON body, and calls
+/// `$service.$method` of the state through [`unary`].
+macro_rules! unary_handlers {
+    ($state:ty; $(#[$doc:meta] $name:ident => $service:ident.$method:ident;)*) => {
+        $(#[$doc]
+        async fn $name(
+            axum::extract::State(g): axum::extract::State<$state>,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            $crate::gateway::unary(body, g.max_message, |req| async move {
+                g.$service.$method(tonic::Request::new(req)).await
+            })
+            .await
+        })*
+    };
+}
+pub(crate) use unary_handlers;
+
 /// A JSON body with `status`.
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {

@@ -33,7 +33,7 @@ use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
 use crate::api::watch::WatchService;
-use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response, unary};
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response};
 use crate::gateway_decode::decode_request;
 use crate::gateway_stream::{error_line, result_line};
 use crate::server::EtcdServer;
@@ -49,20 +49,8 @@ struct ConcurrencyGateway {
     max_message: usize,
 }
 
-/// Declares a unary handler calling `$service.$method`.
-macro_rules! unary_handler {
-    ($(#[$doc:meta] $name:ident => $service:ident.$method:ident;)*) => {
-        $(#[$doc]
-        async fn $name(State(g): State<ConcurrencyGateway>, body: Bytes) -> Response {
-            unary(body, g.max_message, |req| async move {
-                g.$service.$method(tonic::Request::new(req)).await
-            })
-            .await
-        })*
-    };
-}
-
-unary_handler! {
+crate::gateway::unary_handlers! {
+    ConcurrencyGateway;
     /// POST /v3/lock/lock.
     lock => lock.lock;
     /// POST /v3/lock/unlock.

@@ -25,7 +25,7 @@ use tonic::Code;
 
 use crate::api::cluster::ClusterService;
 use crate::api::maintenance::MaintenanceService;
-use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response, unary};
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response};
 use crate::gateway_decode::decode_request;
 use crate::gateway_stream::{error_line, result_line};
 use crate::server::EtcdServer;
@@ -41,20 +41,8 @@ struct AdminGateway {
     max_message: usize,
 }
 
-/// Declares a unary handler calling `$service.$method`.
-macro_rules! unary_handler {
-    ($(#[$doc:meta] $name:ident => $service:ident.$method:ident;)*) => {
-        $(#[$doc]
-        async fn $name(State(g): State<AdminGateway>, body: Bytes) -> Response {
-            unary(body, g.max_message, |req| async move {
-                g.$service.$method(tonic::Request::new(req)).await
-            })
-            .await
-        })*
-    };
-}
-
-unary_handler! {
+crate::gateway::unary_handlers! {
+    AdminGateway;
     /// POST /v3/maintenance/alarm.
     alarm => maintenance.alarm;
     /// POST /v3/maintenance/status.
