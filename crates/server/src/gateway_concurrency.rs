@@ -15,12 +15,10 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use futures::StreamExt;
 use retcd_api::v3electionpb::LeaderRequest;
 use retcd_api::v3electionpb::election_server::Election;
 use retcd_api::v3lockpb::lock_server::Lock;
@@ -33,9 +31,9 @@ use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
 use crate::api::watch::WatchService;
-use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response};
+use crate::gateway::error_response;
 use crate::gateway_decode::decode_request;
-use crate::gateway_stream::{error_line, result_line};
+use crate::gateway_stream::lines_response;
 use crate::server::EtcdServer;
 
 /// What the lock and election handlers share.
@@ -109,18 +107,5 @@ async fn observe(State(g): State<ConcurrencyGateway>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(text) => return error_response(Code::InvalidArgument, &text),
     };
-    let answers = g.election.observe_name(request.name);
-    let lines = answers.map(|item| {
-        Ok::<_, std::convert::Infallible>(match item {
-            Ok(answer) => result_line(&answer),
-            Err(status) => error_line(&status),
-        })
-    });
-    (
-        StatusCode::OK,
-        GATEWAY_HEADERS,
-        GRPC_METADATA_HEADERS,
-        Body::from_stream(lines),
-    )
-        .into_response()
+    lines_response(g.election.observe_name(request.name))
 }

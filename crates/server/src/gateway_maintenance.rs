@@ -12,12 +12,10 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use futures::StreamExt;
 use retcd_api::etcdserverpb::SnapshotRequest;
 use retcd_api::etcdserverpb::cluster_server::Cluster;
 use retcd_api::etcdserverpb::maintenance_server::Maintenance;
@@ -25,9 +23,9 @@ use tonic::Code;
 
 use crate::api::cluster::ClusterService;
 use crate::api::maintenance::MaintenanceService;
-use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response};
+use crate::gateway::error_response;
 use crate::gateway_decode::decode_request;
-use crate::gateway_stream::{error_line, result_line};
+use crate::gateway_stream::lines_response;
 use crate::server::EtcdServer;
 
 /// What the maintenance and cluster handlers share.
@@ -117,17 +115,5 @@ async fn snapshot(State(g): State<AdminGateway>, body: Bytes) -> Response {
         Ok(chunks) => chunks.into_inner(),
         Err(status) => return error_response(status.code(), status.message()),
     };
-    let lines = chunks.map(|item| {
-        Ok::<_, std::convert::Infallible>(match item {
-            Ok(chunk) => result_line(&chunk),
-            Err(status) => error_line(&status),
-        })
-    });
-    (
-        StatusCode::OK,
-        GATEWAY_HEADERS,
-        GRPC_METADATA_HEADERS,
-        Body::from_stream(lines),
-    )
-        .into_response()
+    lines_response(chunks)
 }

@@ -3,14 +3,15 @@
 //! `{"result": <response>}` or, when the stream fails,
 //! `{"error": {"grpc_code", "http_code", "message", "http_status"}}`.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tonic::{Code, Status};
 
 use crate::error::http_status;
-use crate::gateway::error_response;
+use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS, error_response};
 
 /// One line of a streamed answer.
 #[derive(Serialize)]
@@ -63,6 +64,28 @@ pub fn error_line(status: &Status) -> Bytes {
             http_status: http.canonical_reason().unwrap_or_default(),
         },
     })
+}
+
+/// A streamed answer: status 200 and the gateway's headers at once, then one
+/// line per item of `items`, a result or the error that ends the stream.
+pub fn lines_response<T, S>(items: S) -> Response
+where
+    T: Serialize,
+    S: Stream<Item = Result<T, Status>> + Send + 'static,
+{
+    let lines = items.map(|item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(response) => result_line(&response),
+            Err(status) => error_line(&status),
+        })
+    });
+    (
+        StatusCode::OK,
+        GATEWAY_HEADERS,
+        GRPC_METADATA_HEADERS,
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 /// grpc-gateway's answer when the first request of a stream cannot be

@@ -13,8 +13,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use futures::StreamExt;
 use retcd_api::etcdserverpb::WatchRequest;
@@ -22,9 +21,8 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::api::watch::WatchService;
-use crate::gateway::{GATEWAY_HEADERS, GRPC_METADATA_HEADERS};
 use crate::gateway_decode::{Next, UNEXPECTED_EOF, decode_next};
-use crate::gateway_stream::{error_line, first_request_error, result_line};
+use crate::gateway_stream::{first_request_error, lines_response};
 
 /// Requests decoded from the body but not yet taken by the stream's task.
 const INBOUND_REQUESTS: usize = 16;
@@ -152,19 +150,7 @@ async fn watch(State(service): State<WatchService>, body: Body) -> Response {
         req_tx.closed().await;
     });
     let responses = service.open(tokio_stream::wrappers::ReceiverStream::new(req_rx));
-    let lines = tokio_stream::wrappers::ReceiverStream::new(responses).map(|item| {
-        Ok::<_, std::convert::Infallible>(match item {
-            Ok(response) => result_line(&response),
-            Err(status) => error_line(&status),
-        })
-    });
-    (
-        StatusCode::OK,
-        GATEWAY_HEADERS,
-        GRPC_METADATA_HEADERS,
-        Body::from_stream(lines),
-    )
-        .into_response()
+    lines_response(tokio_stream::wrappers::ReceiverStream::new(responses))
 }
 
 #[cfg(test)]
