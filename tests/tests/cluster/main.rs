@@ -8,6 +8,7 @@
 //! write is lost.
 
 mod bootstrap;
+mod concurrency;
 mod failover;
 mod kill_under_load;
 mod leases;
