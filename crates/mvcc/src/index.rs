@@ -64,12 +64,37 @@ type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 pub(crate) struct Index {
     /// Key to history; never holds an empty history.
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// How many keys exist as of their newest revision, kept as every change
+    /// passes, so counting costs nothing (etcd's `keys_total`).
+    alive: usize,
 }
 
 impl Index {
     /// Number of keys with any history left.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Number of keys that exist as of their newest revision (those of a
+    /// write batch in progress included).
+    pub fn alive(&self) -> usize {
+        self.alive
+    }
+
+    /// Adjusts the live count after `key`'s history changed from
+    /// `was_alive`.
+    fn note_change(&mut self, key: &[u8], was_alive: bool) {
+        let alive = self.keys.get(key).is_some_and(KeyIndex::is_alive);
+        match (was_alive, alive) {
+            (false, true) => self.alive += 1,
+            (true, false) => self.alive -= 1,
+            _ => {}
+        }
+    }
+
+    /// Whether `key` exists as of its newest revision.
+    fn is_alive(&self, key: &[u8]) -> bool {
+        self.keys.get(key).is_some_and(KeyIndex::is_alive)
     }
 
     /// What a read at `at` sees of `key`.
@@ -102,21 +127,28 @@ impl Index {
 
     /// Records a put of `key` at `rev`.
     pub fn put(&mut self, key: &[u8], rev: Revision) {
+        let was_alive = self.is_alive(key);
         match self.keys.get_mut(key) {
             Some(ki) => ki.put(rev),
             None => {
                 self.keys.insert(key.to_vec(), KeyIndex::new(rev));
             }
         }
+        self.note_change(key, was_alive);
     }
 
     /// Records the deletion of `key` at `rev`; false if it was not alive.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        let ended = self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev));
+        if ended {
+            self.alive -= 1;
+        }
+        ended
     }
 
     /// Reverts the latest put of `key`.
     pub fn undo_put(&mut self, key: &[u8]) {
+        let was_alive = self.is_alive(key);
         let ki = self
             .keys
             .get_mut(key)
@@ -124,14 +156,17 @@ impl Index {
         if ki.undo_put() {
             self.keys.remove(key);
         }
+        self.note_change(key, was_alive);
     }
 
     /// Reverts the latest deletion of `key`.
     pub fn undo_tombstone(&mut self, key: &[u8]) {
+        let was_alive = self.is_alive(key);
         self.keys
             .get_mut(key)
             .expect("undo of a deletion of an unknown key")
             .undo_tombstone();
+        self.note_change(key, was_alive);
     }
 
     /// Replays one backend row while rebuilding the index at open. Rows must
@@ -144,6 +179,13 @@ impl Index {
         created: i64,
         version: i64,
     ) {
+        let was_alive = self.is_alive(key);
+        self.restore(key, rev, tombstone, created, version);
+        self.note_change(key, was_alive);
+    }
+
+    /// [`restore_row`](Self::restore_row) without the live count.
+    fn restore(&mut self, key: &[u8], rev: Revision, tombstone: bool, created: i64, version: i64) {
         match self.keys.get_mut(key) {
             Some(ki) if tombstone => {
                 ki.tombstone(rev);
@@ -162,7 +204,16 @@ impl Index {
 
     /// Drops the history no read at `at` or later can see.
     pub fn compact(&mut self, at: i64) {
-        self.keys.retain(|_, ki| !ki.compact(at));
+        // Compaction never ends a live key; counting again costs nothing in
+        // the pass it makes anyway.
+        let mut alive = 0;
+        self.keys.retain(|_, ki| {
+            let empty = ki.compact(at);
+            alive += usize::from(ki.is_alive());
+            !empty
+        });
+        debug_assert_eq!(alive, self.alive, "compaction changed the live keys");
+        self.alive = alive;
     }
 
     /// Whether the backend row for `key` at `rev` is still referenced.
@@ -253,6 +304,47 @@ mod tests {
         assert_eq!(index.key_index(b"a").cloned(), before);
         assert!(index.key_index(b"b").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    /// Keys alive at their newest revision, counted the slow way.
+    fn alive_by_walking(index: &Index) -> usize {
+        index.keys.values().filter(|ki| ki.is_alive()).count()
+    }
+
+    #[test]
+    fn the_live_count_follows_every_change() {
+        let mut index = Index::default();
+        let mut rev = 1;
+        // A deterministic mix over a few keys: puts, deletes, undos of both,
+        // rebuilt rows and compactions.
+        let mut state = 0x2545_f491_u64;
+        for step in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = [b'k', (state % 7) as u8];
+            rev += 1;
+            let next = || r(rev);
+            match (state >> 8) % 10 {
+                0..=3 => index.put(&key, next()),
+                4..=5 => {
+                    index.tombstone(&key, next());
+                }
+                6 => {
+                    index.put(&key, next());
+                    index.undo_put(&key);
+                }
+                7 => {
+                    if index.tombstone(&key, next()) {
+                        index.undo_tombstone(&key);
+                    }
+                }
+                8 => index.restore_row(&key, next(), state % 3 == 0, rev, 1),
+                _ => index.compact(rev - (state % 5) as i64),
+            }
+            assert_eq!(index.alive(), alive_by_walking(&index), "step {step}");
+        }
+        assert!(index.alive() > 0);
     }
 
     #[test]

@@ -142,6 +142,17 @@ impl KeyIndex {
         assert!(!emptied, "a tombstone always follows a put");
     }
 
+    /// Whether the key exists as of its newest revision (its open generation
+    /// holds a put).
+    pub fn is_alive(&self) -> bool {
+        !self
+            .generations
+            .last()
+            .expect("never empty")
+            .revs
+            .is_empty()
+    }
+
     /// Whether the key has no revision left at all.
     pub fn is_empty(&self) -> bool {
         self.generations.len() == 1 && self.generations[0].revs.is_empty()

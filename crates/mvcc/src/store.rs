@@ -219,6 +219,13 @@ impl Store {
         live.min(self.db_size_bytes())
     }
 
+    /// How many keys exist now (etcd's `keys_total`): kept by the index as
+    /// keys are created and deleted, so asking takes the index lock only for
+    /// a load. A write batch's keys count as soon as it makes them.
+    pub fn key_count(&self) -> usize {
+        self.shared.index.read().alive()
+    }
+
     /// Reads a server metadata value as last committed.
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.shared.backend.server_meta_get(key)

@@ -25,8 +25,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use retcd_api::etcdserverpb::AlarmType;
 use retcd_api::etcdserverpb::kv_server::Kv;
-use retcd_api::etcdserverpb::{AlarmType, RangeRequest};
 use retcd_mvcc::watch::WatchHub;
 use serde::Serialize;
 use tonic::{Code, Status};
@@ -450,15 +450,7 @@ async fn metrics_text(State(g): State<Gateway>) -> Response {
     metrics::CURRENT_REVISION.set(store.current_revision());
     // -1 until the first compaction, as etcd 3.4 reports it.
     metrics::COMPACT_REVISION.set(store.compact_revision());
-    let every_key = RangeRequest {
-        key: vec![0],
-        range_end: vec![0],
-        count_only: true,
-        ..Default::default()
-    };
-    if let Ok(keys) = store.range(&every_key) {
-        metrics::KEYS_TOTAL.set(keys.count);
-    }
+    metrics::KEYS_TOTAL.set(i64::try_from(store.key_count()).unwrap_or(i64::MAX));
     metrics::WATCHERS.set(g.watch_hub.watcher_count() as i64);
     metrics::IS_LEARNER.set(i64::from(g.server.cluster.is_local_learner()));
     (
