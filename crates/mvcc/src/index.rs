@@ -339,7 +339,7 @@ mod tests {
                         index.undo_tombstone(&key);
                     }
                 }
-                8 => index.restore_row(&key, next(), state % 3 == 0, rev, 1),
+                8 => index.restore_row(&key, next(), state.is_multiple_of(3), rev, 1),
                 _ => index.compact(rev - (state % 5) as i64),
             }
             assert_eq!(index.alive(), alive_by_walking(&index), "step {step}");
