@@ -452,6 +452,7 @@ async fn metrics_text(State(g): State<Gateway>) -> Response {
     metrics::COMPACT_REVISION.set(store.compact_revision());
     metrics::KEYS_TOTAL.set(i64::try_from(store.key_count()).unwrap_or(i64::MAX));
     metrics::WATCHERS.set(g.watch_hub.watcher_count() as i64);
+    metrics::SLOW_WATCHERS.set(g.watch_hub.unsynced_count() as i64);
     metrics::IS_LEARNER.set(i64::from(g.server.cluster.is_local_learner()));
     (
         StatusCode::OK,

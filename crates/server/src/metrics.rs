@@ -277,6 +277,16 @@ pub static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("registering etcd_debugging_mvcc_watcher_total")
 });
 
+/// `etcd_debugging_mvcc_slow_watcher_total`: watchers out of the synced
+/// group, catching up from the backend (set at scrape).
+pub static SLOW_WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "Total number of unsynced slow watchers."
+    )
+    .expect("registering etcd_debugging_mvcc_slow_watcher_total")
+});
+
 /// `etcd_debugging_mvcc_watch_stream_total`: open watch streams.
 pub static WATCH_STREAMS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
@@ -338,6 +348,7 @@ pub fn register_all() {
     LazyLock::force(&EVENTS_SENT);
     LazyLock::force(&WATCHERS);
     LazyLock::force(&WATCH_STREAMS);
+    LazyLock::force(&SLOW_WATCHERS);
     LazyLock::force(&BACKEND_SNAPSHOT_SECONDS);
     LazyLock::force(&DEFRAG_SECONDS);
     LazyLock::force(&crate::snapshot::APPLY_IN_PROGRESS);

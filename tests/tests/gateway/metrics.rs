@@ -49,6 +49,7 @@ const REQUIRED: &[&str] = &[
     "etcd_mvcc_db_total_size_in_use_in_bytes",
     "etcd_debugging_mvcc_events_total",
     "etcd_debugging_mvcc_watcher_total",
+    "etcd_debugging_mvcc_slow_watcher_total",
     "etcd_debugging_mvcc_watch_stream_total",
     "etcd_debugging_mvcc_compact_revision",
     "etcd_debugging_mvcc_current_revision",

@@ -462,6 +462,14 @@ impl WatchHub {
         self.shared.state.lock().watchers.len()
     }
 
+    /// The watchers out of the synced group: catching up from the backend,
+    /// having started in the past or fallen behind (etcd's slow watchers).
+    /// Walks every watcher; meant for a metrics scrape.
+    pub fn unsynced_count(&self) -> usize {
+        let state = self.shared.state.lock();
+        state.watchers.values().filter(|w| !w.synced).count()
+    }
+
     /// Event bytes queued over all streams.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued_bytes.load(Ordering::Relaxed)

@@ -13,7 +13,7 @@
 //!   [progress_notify] [fragment]`: create on stream `S` (opened on first use)
 //! - `cancel S ID`, `progress S`, `tick S`, `close S`
 //! - `poll S`: drain the stream, running replay chunks until none is left
-//! - `count`: watchers in the hub
+//! - `count`: watchers in the hub, and how many of them are unsynced
 //!
 //! Responses print one per line: `S id=N rev=N [created] [canceled]
 //! [compact=N] [reason=...] [fragment]`, then one line per event.
@@ -208,7 +208,11 @@ impl Harness {
                 self.streams.remove(w[1]);
                 "ok".into()
             }
-            "count" => format!("watchers={}", self.hub.watcher_count()),
+            "count" => format!(
+                "watchers={} unsynced={}",
+                self.hub.watcher_count(),
+                self.hub.unsynced_count()
+            ),
             "poll" => {
                 let name = w[1];
                 let stream = self.stream(name);
