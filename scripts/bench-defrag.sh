@@ -4,9 +4,11 @@
 #
 # For each server: start it as a single member on free loopback ports with a
 # fresh data dir, write PUTS puts of 1 KiB values over KEYS keys (100 clients),
-# compact physically at the last revision, then time `etcdctl defrag`. Prints
-# the database size (`endpoint status`'s dbSize and dbSizeInUse) after the
-# puts, after the compaction and after the defragmentation, and its duration.
+# compact physically at the last revision, then time `etcdctl defrag` while
+# one client keeps putting (256 B values, one put in flight). Prints the
+# database size (`endpoint status`'s dbSize and dbSizeInUse) after the puts,
+# after the compaction and after the defragmentation, the defragmentation's
+# duration, and the slowest put of that client (how long writes stood still).
 #
 # Usage: scripts/bench-defrag.sh
 # Environment: ETCD_BIN (default /usr/bin/etcd), RETCD_ETCD (default
@@ -65,11 +67,17 @@ run_one() {
   "$etcdctl" --endpoints="$endpoint" compact "$rev" --physical >/dev/null
   read -r rev size in_use < <(status "$endpoint")
   echo "$label: after compaction: dbSize $size, in use $in_use"
+  "$bench_bin" --endpoints "$endpoint" --clients 1 --conns 1 --total 6000 \
+    put --val-size 256 --key-space-size 1000 >"$run_dir/$label.writer.txt" 2>&1 &
+  local writer=$!
+  sleep 0.5
   start=$(date +%s%N)
   "$etcdctl" --endpoints="$endpoint" --command-timeout=600s defrag >/dev/null
   end=$(date +%s%N)
+  wait "$writer"
   read -r rev size in_use < <(status "$endpoint")
   echo "$label: after defrag: dbSize $size, in use $in_use; defrag took $(((end - start) / 1000000)) ms"
+  echo "$label: the writer meanwhile: $(grep -E "Slowest|99.9%" "$run_dir/$label.writer.txt" | tr -s ' \t' ' ' | tr '\n' ' ')"
   stop_server
   rm -rf "$run_dir/$label-data"
 }

@@ -28,9 +28,9 @@
 //! finished is resumed at open.
 //!
 //! Removed rows leave free pages that redb reuses but seldom gives back;
-//! [`Backend::defragment`] runs redb's compaction, which moves the used pages
-//! to the front and truncates the file, so the size (what the quota
-//! counts) falls again.
+//! [`Backend::defragment`] copies every table into a fresh file while writes
+//! go on and puts it in the original's place (`defrag`), so the size (what
+//! the quota counts) falls again.
 //!
 //! Snapshots ([`Backend::export_to`], [`Backend::replace_from`]) copy every
 //! table row by row, never the file: redb rewrites its header in place on
@@ -43,19 +43,21 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use redb::{
-    CompactionError, Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction,
-    ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase,
+    ReadableTable, TableDefinition, WriteTransaction,
 };
 use retcd_api::mvccpb::KeyValue;
 
 use crate::error::{Error, Result};
 use crate::overlay::{MetaOps, Overlay, Rows};
 use crate::revision::{RevKey, Revision, encode_key, first_key_of};
+use defrag::remove_defrag_leftover;
+
+mod defrag;
 
 /// Revision-keyed rows of key-value pairs and tombstones.
 const KV: TableDefinition<&'static RevKey, &'static [u8]> = TableDefinition::new("kv");
@@ -78,12 +80,6 @@ const FINISHED_COMPACT: &str = "finished_compact_rev";
 const OVERLAY_MAX_ROWS: usize = 50_000;
 /// Overlay row bytes past which a commit writes the overlay to redb.
 const OVERLAY_MAX_BYTES: usize = 64 << 20;
-
-/// How long [`Backend::defragment`] keeps new transactions out while it
-/// waits for the open ones to end.
-const DEFRAG_LOCK_SPELL: Duration = Duration::from_millis(100);
-/// How often it looks whether they have.
-const DEFRAG_POLL: Duration = Duration::from_micros(200);
 
 /// The store's counters as last committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,10 +108,11 @@ pub(crate) struct Commit {
 
 /// The redb database behind a store, with the overlay of what it lacks.
 pub(crate) struct Backend {
-    /// The open database. Read and write transactions are begun under the
-    /// read lock; only [`Backend::defragment`] takes the write lock, which
-    /// redb's compaction needs.
-    db: RwLock<Database>,
+    /// The open database. Every read view holds the `Arc` it began on, so a
+    /// database [`Backend::defragment`] replaced stays open until the last
+    /// view of it ends; write transactions are begun under `flushing`, which
+    /// the replacement holds.
+    db: RwLock<Arc<Database>>,
     /// Where its file lives, for size reports.
     path: PathBuf,
     /// Committed changes redb does not hold yet; replaced, never mutated.
@@ -123,6 +120,10 @@ pub(crate) struct Backend {
     /// Serializes writes to redb (flushes, compaction chunks, installs);
     /// appends to the overlay never wait for it.
     flushing: Mutex<()>,
+    /// Held by what must not run while a defragmentation copies the file:
+    /// physical compaction chunks and snapshot installs. Taken before the
+    /// store's writer lock.
+    gate: Mutex<()>,
     /// The bytes of disk the file occupies as of the last write to redb;
     /// only those change it, so asking costs no system call.
     size: AtomicU64,
@@ -132,6 +133,7 @@ impl Backend {
     /// Opens (or creates) the database at `path` and makes sure every table
     /// exists.
     pub fn open(path: &Path) -> Result<Self> {
+        remove_defrag_leftover(path)?;
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(KV)?;
@@ -139,10 +141,11 @@ impl Backend {
         txn.open_table(SERVER_META)?;
         txn.commit()?;
         let backend = Backend {
-            db: RwLock::new(db),
+            db: RwLock::new(Arc::new(db)),
             path: path.to_path_buf(),
             overlay: Mutex::new(Arc::new(Overlay::default())),
             flushing: Mutex::new(()),
+            gate: Mutex::new(()),
             size: AtomicU64::new(0),
         };
         backend.note_size();
@@ -163,32 +166,44 @@ impl Backend {
 
     /// The overlay and a redb read transaction that together hold exactly
     /// the committed state.
-    fn view(&self) -> Result<(Arc<Overlay>, ReadTransaction)> {
+    fn view(&self) -> Result<View> {
         let overlay = self.overlay.lock();
-        let txn = self.db.read().begin_read()?;
-        Ok((overlay.clone(), txn))
+        let db = self.db.read().clone();
+        Ok(View {
+            txn: db.begin_read()?,
+            overlay: overlay.clone(),
+            _db: db,
+        })
+    }
+
+    /// Holds off physical compaction chunks and snapshot installs while a
+    /// defragmentation copies the file; take it before the writer lock.
+    pub fn maintenance_gate(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.gate.lock()
     }
 
     /// Reads the store's counters.
     pub fn meta(&self) -> Result<Meta> {
-        let (overlay, txn) = self.view()?;
-        Ok(overlay.meta_over(read_meta(&txn.open_table(META)?)?))
+        let view = self.view()?;
+        Ok(view
+            .overlay
+            .meta_over(read_meta(&view.txn.open_table(META)?)?))
     }
 
     /// Reads one server metadata value.
     pub fn server_meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let (overlay, txn) = self.view()?;
-        if let Some(value) = overlay.meta_get(key) {
+        let view = self.view()?;
+        if let Some(value) = view.overlay.meta_get(key) {
             return Ok(value.map(<[u8]>::to_vec));
         }
-        let table = txn.open_table(SERVER_META)?;
+        let table = view.txn.open_table(SERVER_META)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Every server metadata pair whose key starts with `prefix`, in key order.
     pub fn server_meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let (overlay, txn) = self.view()?;
-        let table = txn.open_table(SERVER_META)?;
+        let view = self.view()?;
+        let table = view.txn.open_table(SERVER_META)?;
         let mut pairs = BTreeMap::new();
         for item in table.range(prefix..)? {
             let (key, value) = item?;
@@ -197,16 +212,17 @@ impl Backend {
             }
             pairs.insert(key.value().to_vec(), value.value().to_vec());
         }
-        overlay.meta_apply_prefix(prefix, &mut pairs);
+        view.overlay.meta_apply_prefix(prefix, &mut pairs);
         Ok(pairs.into_iter().collect())
     }
 
     /// A consistent read-only view of the rows as of now.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let (overlay, txn) = self.view()?;
+        let view = self.view()?;
         Ok(Snapshot {
-            rows: txn.open_table(KV)?,
-            overlay,
+            rows: view.txn.open_table(KV)?,
+            overlay: view.overlay,
+            _db: view._db,
         })
     }
 
@@ -303,13 +319,11 @@ impl Backend {
     /// `path` (which must not exist) and makes it durable; returns the
     /// counters the copy holds.
     pub fn export_to(&self, path: &Path) -> Result<Meta> {
-        let (overlay, source) = self.view()?;
-        let meta = overlay.meta_over(read_meta(&source.open_table(META)?)?);
-        let copy = Database::builder().create(path)?;
-        let txn = copy.begin_write()?;
-        copy_tables(&source, &txn)?;
-        write_overlay(&overlay, &txn)?;
-        txn.commit()?;
+        let view = self.view()?;
+        let meta = view
+            .overlay
+            .meta_over(read_meta(&view.txn.open_table(META)?)?);
+        view.copy_to(&Database::builder().create(path)?)?;
         Ok(meta)
     }
 
@@ -354,40 +368,6 @@ impl Backend {
         txn.commit()?;
         self.note_size();
         Ok(meta)
-    }
-
-    /// Moves every used page to the front of the file and cuts the file
-    /// after the last one: etcd's defragmentation, which gives back what
-    /// compactions and deletes freed. Every commit so far is made durable
-    /// first. No other write to redb runs meanwhile; readers wait while the
-    /// pages move. Must not be called while this thread holds a read view
-    /// (a [`Snapshot`]), which would keep it waiting forever.
-    pub fn defragment(&self) -> Result<()> {
-        let _flushing = self.flushing.lock();
-        self.flush_locked(true)?;
-        loop {
-            // Holding the write lock stops new transactions; the ones open
-            // end soon (every reader's view is short-lived), but one could be
-            // waiting to begin another, so the lock is let go now and then.
-            let deadline = Instant::now() + DEFRAG_LOCK_SPELL;
-            let mut db = self.db.write();
-            loop {
-                match db.compact() {
-                    Ok(_) => {
-                        drop(db);
-                        self.note_size();
-                        return Ok(());
-                    }
-                    Err(CompactionError::TransactionInProgress) if Instant::now() < deadline => {
-                        std::thread::sleep(DEFRAG_POLL);
-                    }
-                    Err(CompactionError::TransactionInProgress) => break,
-                    Err(e) => return Err(redb::Error::from(e).into()),
-                }
-            }
-            drop(db);
-            std::thread::sleep(DEFRAG_POLL);
-        }
     }
 
     /// Where the database file lives.
@@ -468,6 +448,12 @@ fn copy_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()
             to.insert(key.value(), value.value())?;
         }
     }
+    copy_meta_tables(source, target)
+}
+
+/// Copies the `meta` and `server_meta` tables as `source` sees them into
+/// `target` (whose tables are empty or absent).
+fn copy_meta_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()> {
     {
         let from = source.open_table(META)?;
         let mut to = target.open_table(META)?;
@@ -485,12 +471,37 @@ fn copy_tables(source: &ReadTransaction, target: &WriteTransaction) -> Result<()
     Ok(())
 }
 
+/// The overlay and a redb read transaction that together hold one committed
+/// state, with the database the transaction reads (fields drop in order).
+struct View {
+    /// The redb part.
+    txn: ReadTransaction,
+    /// What redb does not hold yet.
+    overlay: Arc<Overlay>,
+    /// Open while the transaction is.
+    _db: Arc<Database>,
+}
+
+impl View {
+    /// Writes every table as this view sees it into `target` (empty), in one
+    /// durable transaction.
+    fn copy_to(&self, target: &Database) -> Result<()> {
+        let txn = target.begin_write()?;
+        copy_tables(&self.txn, &txn)?;
+        write_overlay(&self.overlay, &txn)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
 /// A read-only view of the rows, fixed when it was taken.
 pub(crate) struct Snapshot {
     /// The `kv` table as of the snapshot.
     rows: ReadOnlyTable<&'static RevKey, &'static [u8]>,
     /// The newer rows not in that table.
     overlay: Arc<Overlay>,
+    /// The database the table is read from, open while the table is.
+    _db: Arc<Database>,
 }
 
 impl Snapshot {

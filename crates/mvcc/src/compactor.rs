@@ -130,6 +130,7 @@ fn compact_to(shared: &Shared, target: i64) {
     let mut cursor = [0u8; REV_KEY_LEN];
     while shared.compaction.still_wanted(target) {
         let chunk = {
+            let _gate = shared.backend.maintenance_gate();
             let _writer = shared.writer.acquire();
             let index = shared.index.read();
             shared

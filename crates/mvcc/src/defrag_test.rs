@@ -1,5 +1,6 @@
 //! Defragmentation: the file shrinks to what is in use, and nothing a reader
-//! or a writer sees changes, before, during or after.
+//! or a writer sees changes, before, during or after; writes made while the
+//! copy is written are in it once it takes the file's place.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +89,85 @@ fn defragment_gives_back_what_compaction_freed_and_changes_no_answer() {
     assert_eq!(reopened.current_revision(), rev);
     assert_eq!(dump(&reopened, 0), expected);
     assert_eq!(reopened.hash_kv(0).unwrap().1, before_hash.1);
+}
+
+#[test]
+fn writes_during_the_copy_land_in_the_defragmented_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = compacted_store(&path);
+    let before = store.db_size_bytes();
+    let compacted_at = store.current_revision();
+    let mut during = 0;
+    store
+        .defragment_with(|| {
+            // Writers are not stopped yet: puts, a delete and a compaction
+            // request all go through, and a read sees them.
+            during = overwrite(&store, 10, 5, "during");
+            let mut b = store.write().unwrap();
+            b.delete_range(&retcd_api::etcdserverpb::DeleteRangeRequest {
+                key: b"key9".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+            b.meta_put(b"member", b"written during the copy");
+            b.set_consistent_index(777, 3);
+            b.commit(false).unwrap();
+            assert_eq!(dump(&store, 0).len(), 9);
+        })
+        .unwrap();
+    assert!(
+        store.db_size_bytes() * 3 < before,
+        "{} of {before} bytes kept",
+        store.db_size_bytes()
+    );
+    let expected = dump(&store, 0);
+    assert_eq!(expected.len(), 9);
+    assert!(expected.iter().any(|(_, v, _, _)| v.starts_with(b"during")));
+    let history = dump(&store, compacted_at);
+    assert_eq!(
+        history.len(),
+        10,
+        "the state at the compaction stays readable"
+    );
+    assert_eq!(store.current_revision(), during + 1);
+    assert!(
+        !path.with_extension("defrag").exists(),
+        "the copy took the file's place"
+    );
+
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert_eq!(dump(&reopened, 0), expected);
+    assert_eq!(dump(&reopened, compacted_at), history);
+    assert_eq!(reopened.consistent_index(), 777);
+    assert_eq!(
+        reopened.meta_get(b"member").unwrap().as_deref(),
+        Some(&b"written during the copy"[..])
+    );
+}
+
+#[test]
+fn a_copy_left_by_a_crash_is_removed_at_open_and_the_original_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path).unwrap();
+    overwrite(&store, 3, 3, "v");
+    let expected = dump(&store, 0);
+    drop(store);
+    let leftover = path.with_extension("defrag");
+    std::fs::write(&leftover, b"half a copy").unwrap();
+    let reopened = Store::open(&path).unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(dump(&reopened, 0), expected);
+    // And a defragmentation starts from scratch over one.
+    drop(reopened);
+    std::fs::write(&leftover, b"half a copy").unwrap();
+    let reopened = Store::open(&path).unwrap();
+    std::fs::write(&leftover, b"another half").unwrap();
+    reopened.defragment().unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(dump(&reopened, 0), expected);
 }
 
 /// redb doubles its file ahead of need; the size etcd reports (and the quota

@@ -68,6 +68,7 @@ impl Store {
     /// called while this thread holds a [`WriteBatch`](crate::WriteBatch).
     pub fn install_snapshot(&self, path: &Path, keep_meta: &[&[u8]]) -> Result<SnapshotInfo> {
         let shared = &self.shared;
+        let _gate = shared.backend.maintenance_gate();
         let _writer = shared.writer.acquire();
         let mut index = shared.index.write();
         let meta = shared.backend.replace_from(path, keep_meta)?;

@@ -182,12 +182,23 @@ impl Store {
         self.shared.backend.sync()
     }
 
-    /// Shrinks the backend file to the pages in use (etcd's defragmentation).
-    /// Holds the writer lock throughout, so write batches wait, and readers
-    /// wait while the pages move; what they then see is unchanged.
+    /// Rewrites the backend file without its free pages (etcd's
+    /// defragmentation) while writes go on: write batches wait only while the
+    /// rows committed during the copy are added to it and it takes the
+    /// file's place; readers never wait. Physical compaction pauses
+    /// meanwhile. Must not be called while this thread holds a
+    /// [`WriteBatch`].
     pub fn defragment(&self) -> Result<()> {
-        let _writer = self.shared.writer.acquire();
-        self.shared.backend.defragment()
+        self.defragment_with(|| {})
+    }
+
+    /// [`defragment`](Self::defragment), calling `after_copy` once the copy
+    /// is written and before writers stop.
+    pub(crate) fn defragment_with(&self, after_copy: impl FnOnce()) -> Result<()> {
+        self.shared.backend.defragment(|| {
+            after_copy();
+            self.shared.writer.acquire()
+        })
     }
 
     /// Blocks until the rows compaction `rev` made unreachable are removed.

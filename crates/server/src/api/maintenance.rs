@@ -6,9 +6,10 @@
 //! Status lists the active alarms in `errors` as etcd does.
 //!
 //! Caveats:
-//! - Defragment is local to the member, as in etcd: it shrinks this
-//!   member's backend file to the pages in use (`Store::defragment`), with
-//!   writes and reads on the member waiting meanwhile.
+//! - Defragment is local to the member, as in etcd: it rewrites this
+//!   member's backend file without its free pages (`Store::defragment`);
+//!   reads and writes go on, but for a pause of a few milliseconds at the
+//!   end.
 //! - Hash is the same CRC-32C as HashKV at the current revision: etcd hashes
 //!   its whole bolt file, whose layout no other implementation shares, so the
 //!   value is only comparable between retcd members anyway.
