@@ -74,13 +74,9 @@ stop_server() {
   for pid in "${server_pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
+  # All members stop at once; then each is waited for (or killed).
   for pid in "${server_pids[@]}"; do
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_pid "$pid"
   done
   server_pids=()
 }
