@@ -239,6 +239,7 @@ fn cluster_flag_visits_every_member_like_reference() {
     let cluster = Cluster::start(Flavour::Reference, 3);
     let first = cluster.member(0).client_url();
     wait_client_urls_published(&first, 3);
+    wait_status_settled(&first);
     compare_on(
         &first,
         &first,
@@ -314,6 +315,27 @@ fn wait_client_urls_published(endpoint: &str, count: usize) {
     }
 }
 
+/// Waits (at most [`PUBLISH_TIMEOUT`]) until two `endpoint status --cluster`
+/// answers half a second apart are the same: a member fresh from bootstrap
+/// still commits to its backend for a moment (publishing itself, the
+/// cluster version), so sizes could change between the two etcdctls' runs.
+fn wait_status_settled(endpoint: &str) {
+    let deadline = Instant::now() + PUBLISH_TIMEOUT;
+    let status = || {
+        let args = ["endpoint", "status", "--cluster", "-w", "json"].map(String::from);
+        run(REFERENCE_ETCDCTL, endpoint, &args).stdout
+    };
+    let mut last = status();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = status();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// Both etcdctls with `--cluster` against our own 3-member cluster. This
 /// needs our MemberList to carry every member's client URLs.
 #[test]
@@ -321,6 +343,7 @@ fn cluster_flag_on_our_cluster_prints_alike() {
     let cluster = Cluster::start(Flavour::Ours, 3);
     let first = cluster.member(0).client_url();
     wait_client_urls_published(&first, 3);
+    wait_status_settled(&first);
     let outputs = compare_on(
         &first,
         &first,
